@@ -1,0 +1,506 @@
+//! The sweep as a state machine: what one slice does, given a budget and what the scan finds.
+//!
+//! The server is reached only through [`Keyspace`], and time only through the `now` closure
+//! passed to [`Sweep::run_slice`], so slices are tested here with an in-memory keyspace and a
+//! settable clock.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::glob::Pattern;
+
+/// What became of one matched key when the sweep reached it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// Removed as `UNLINK` would remove it.
+    Deleted,
+    /// The caller's user may not write it: left alone.
+    Denied,
+    /// It had expired; reaching it made the server reclaim it as an expiration.
+    Expired,
+    /// It was no longer there (deleted by someone else since the scan found it, or a duplicate
+    /// the scan reported twice).
+    Gone,
+}
+
+/// What one call of the server's scan visited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStep {
+    /// Keys the call visited (matching or not).
+    pub visited: u64,
+    /// False once the whole keyspace has been visited.
+    pub more: bool,
+}
+
+/// The server side of a sweep.
+pub trait Keyspace {
+    /// A key name the scan found, held until the sweep reaches it.
+    type Name;
+    /// Calls the server's scan once (one hash bucket) and appends the names that `pattern`
+    /// matches to `found`.
+    fn scan(&mut self, pattern: &Pattern, found: &mut VecDeque<Self::Name>) -> ScanStep;
+    /// Deletes the key, checking at this moment that it still exists and may be written.
+    fn delete(&mut self, name: Self::Name) -> KeyOutcome;
+}
+
+/// The budget of a sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Keys visited per scan step (the `COUNT` hint).
+    pub count: u64,
+    /// Most deletions per slice.
+    pub batch: u64,
+    /// Most time per slice.
+    pub slice: Duration,
+}
+
+/// The counts a sweep reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub scanned: u64,
+    pub matched: u64,
+    pub deleted: u64,
+    pub denied: u64,
+    pub expired: u64,
+    pub slices: u64,
+    /// The longest slice this sweep ran, in microseconds.
+    pub slice_max_us: u64,
+}
+
+impl Counts {
+    /// The fields of the reply of SPEC §2, in its order.
+    pub fn fields(&self, elapsed_ms: u64) -> [(&'static str, i64); 7] {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        [
+            ("scanned", int(self.scanned)),
+            ("matched", int(self.matched)),
+            ("deleted", int(self.deleted)),
+            ("denied", int(self.denied)),
+            ("expired", int(self.expired)),
+            ("elapsed_ms", int(elapsed_ms)),
+            ("slices", int(self.slices)),
+        ]
+    }
+
+    /// The same fields on one line, for logs and error replies.
+    pub fn summary(&self, elapsed_ms: u64) -> String {
+        self.fields(elapsed_ms)
+            .iter()
+            .map(|(name, value)| format!("{name} {value}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Why a slice ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SliceEnd {
+    /// `BATCH` keys were deleted.
+    Batch,
+    /// The slice used its time.
+    Time,
+    /// The whole keyspace has been visited and every matched key reached.
+    Finished,
+}
+
+/// How many operations (scan calls or deletions) run between two reads of the clock. Each
+/// costs about a microsecond, so a slice overshoots its budget by a few microseconds at most.
+const OPS_PER_CLOCK_READ: u32 = 8;
+
+/// One sweep over one database.
+pub struct Sweep<N> {
+    pattern: Pattern,
+    limits: Limits,
+    /// Matched names not reached yet: at most one scan step's worth (about `COUNT`).
+    pending: VecDeque<N>,
+    /// Keys visited in the current scan step.
+    step_visited: u64,
+    scan_done: bool,
+    counts: Counts,
+}
+
+impl<N> Sweep<N> {
+    pub fn new(pattern: Pattern, limits: Limits) -> Sweep<N> {
+        Sweep {
+            pattern,
+            limits,
+            pending: VecDeque::new(),
+            step_visited: 0,
+            scan_done: false,
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    /// Names held right now (the memory bound of the sweep).
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when nothing is left to do.
+    pub fn is_finished(&self) -> bool {
+        self.scan_done && self.pending.is_empty()
+    }
+
+    /// Runs one slice: scan steps of `COUNT` visits, each followed by the deletion of what it
+    /// matched, until `BATCH` deletions, the time budget, or the end of the keyspace.
+    pub fn run_slice<K, C>(&mut self, keyspace: &mut K, mut now: C) -> SliceEnd
+    where
+        K: Keyspace<Name = N>,
+        C: FnMut() -> Instant,
+    {
+        let start = now();
+        let deadline = start + self.limits.slice;
+        let mut deleted = 0u64;
+        let mut ops = 0u32;
+        let end = loop {
+            // Finish the current scan step before deleting, so that `COUNT` means what it
+            // means for `SCAN`; then reach every key the step matched.
+            let stepping = !self.scan_done && self.step_visited < self.limits.count;
+            if stepping {
+                let step = keyspace.scan(&self.pattern, &mut self.pending);
+                self.counts.scanned += step.visited;
+                self.step_visited += step.visited;
+                self.scan_done = !step.more;
+            } else if let Some(name) = self.pending.pop_front() {
+                match keyspace.delete(name) {
+                    KeyOutcome::Deleted => {
+                        self.counts.matched += 1;
+                        self.counts.deleted += 1;
+                        deleted += 1;
+                    }
+                    KeyOutcome::Denied => {
+                        self.counts.matched += 1;
+                        self.counts.denied += 1;
+                    }
+                    KeyOutcome::Expired => {
+                        self.counts.matched += 1;
+                        self.counts.expired += 1;
+                    }
+                    KeyOutcome::Gone => {}
+                }
+                if deleted >= self.limits.batch {
+                    break SliceEnd::Batch;
+                }
+            } else if self.scan_done {
+                break SliceEnd::Finished;
+            } else {
+                self.step_visited = 0;
+            }
+            ops += 1;
+            if ops.is_multiple_of(OPS_PER_CLOCK_READ) && now() >= deadline {
+                break SliceEnd::Time;
+            }
+        };
+        let end = if self.is_finished() {
+            SliceEnd::Finished
+        } else {
+            end
+        };
+        self.counts.slices += 1;
+        let spent = now().saturating_duration_since(start);
+        let spent_us = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
+        self.counts.slice_max_us = self.counts.slice_max_us.max(spent_us);
+        end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
+    /// An in-memory keyspace whose scan walks buckets of a fixed size in name order.
+    struct Memory {
+        keys: BTreeMap<Vec<u8>, bool>,
+        order: Vec<Vec<u8>>,
+        cursor: usize,
+        bucket: usize,
+        denied_prefix: Option<Vec<u8>>,
+        expired: Vec<Vec<u8>>,
+        scan_calls: u64,
+    }
+
+    impl Memory {
+        fn new(names: &[&str], bucket: usize) -> Memory {
+            let keys: BTreeMap<Vec<u8>, bool> = names
+                .iter()
+                .map(|n| (n.as_bytes().to_vec(), true))
+                .collect();
+            let order = keys.keys().cloned().collect();
+            Memory {
+                keys,
+                order,
+                cursor: 0,
+                bucket,
+                denied_prefix: None,
+                expired: Vec::new(),
+                scan_calls: 0,
+            }
+        }
+
+        fn remaining(&self) -> Vec<String> {
+            self.keys
+                .keys()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect()
+        }
+    }
+
+    impl Keyspace for Memory {
+        type Name = Vec<u8>;
+
+        fn scan(&mut self, pattern: &Pattern, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
+            self.scan_calls += 1;
+            let end = (self.cursor + self.bucket).min(self.order.len());
+            let mut visited = 0;
+            for name in &self.order[self.cursor..end] {
+                if self.keys.contains_key(name) {
+                    visited += 1;
+                    if pattern.matches(name) {
+                        found.push_back(name.clone());
+                    }
+                }
+            }
+            self.cursor = end;
+            ScanStep {
+                visited,
+                more: self.cursor < self.order.len(),
+            }
+        }
+
+        fn delete(&mut self, name: Vec<u8>) -> KeyOutcome {
+            if !self.keys.contains_key(&name) {
+                return KeyOutcome::Gone;
+            }
+            if self.expired.contains(&name) {
+                self.keys.remove(&name);
+                return KeyOutcome::Expired;
+            }
+            if let Some(p) = &self.denied_prefix {
+                if name.starts_with(p) {
+                    return KeyOutcome::Denied;
+                }
+            }
+            self.keys.remove(&name);
+            KeyOutcome::Deleted
+        }
+    }
+
+    fn limits(count: u64, batch: u64) -> Limits {
+        Limits {
+            count,
+            batch,
+            slice: Duration::from_millis(1),
+        }
+    }
+
+    /// A clock that never moves: only `BATCH` and the end of the keyspace end slices.
+    fn frozen() -> impl FnMut() -> Instant {
+        let t = Instant::now();
+        move || t
+    }
+
+    fn run_to_end(sweep: &mut Sweep<Vec<u8>>, ks: &mut Memory) -> Vec<SliceEnd> {
+        let mut ends = Vec::new();
+        for _ in 0..10_000 {
+            let end = sweep.run_slice(ks, frozen());
+            ends.push(end);
+            if end == SliceEnd::Finished {
+                return ends;
+            }
+        }
+        panic!("the sweep did not finish");
+    }
+
+    fn names(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i:05}")).collect()
+    }
+
+    #[test]
+    fn deletes_exactly_the_matching_keys() {
+        let mut all = names("cache:", 300);
+        all.extend(names("keep:", 200));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 7);
+        let mut sweep = Sweep::new(Pattern::new(b"cache:*"), limits(50, 40));
+        run_to_end(&mut sweep, &mut ks);
+        assert_eq!(ks.remaining(), names("keep:", 200));
+        let c = sweep.counts();
+        assert_eq!((c.scanned, c.matched, c.deleted), (500, 300, 300));
+    }
+
+    #[test]
+    fn no_slice_deletes_more_than_batch() {
+        let all = names("k", 1000);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 3);
+        let mut sweep = Sweep::new(Pattern::new(b"*"), limits(100, 64));
+        let mut before = 1000;
+        for _ in 0..1000 {
+            let end = sweep.run_slice(&mut ks, frozen());
+            let now = ks.keys.len();
+            assert!(before - now <= 64, "{} deleted in one slice", before - now);
+            before = now;
+            if end == SliceEnd::Finished {
+                break;
+            }
+        }
+        assert!(ks.keys.is_empty());
+        // 1000 deletions in slices of at most 64.
+        assert!(sweep.counts().slices >= 16);
+    }
+
+    #[test]
+    fn holds_at_most_one_scan_step_of_names() {
+        let all = names("k", 2000);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 5);
+        let mut sweep = Sweep::new(Pattern::new(b"*"), limits(100, 10));
+        let mut most = 0;
+        loop {
+            let end = sweep.run_slice(&mut ks, frozen());
+            most = most.max(sweep.held());
+            if end == SliceEnd::Finished {
+                break;
+            }
+        }
+        // COUNT visits, plus what the last bucket of a step adds.
+        assert!(most <= 100 + 5, "held {most}");
+    }
+
+    #[test]
+    fn slices_end_on_time_even_when_nothing_matches() {
+        let all = names("other:", 5000);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 1);
+        let mut sweep = Sweep::new(Pattern::new(b"cache:*"), limits(1000, 500));
+        // Each clock read advances 100 us: a 1 ms slice sees about ten reads.
+        let base = Instant::now();
+        let reads = Cell::new(0u32);
+        let clock = || {
+            reads.set(reads.get() + 1);
+            base + Duration::from_micros(100) * reads.get()
+        };
+        assert_eq!(sweep.run_slice(&mut ks, clock), SliceEnd::Time);
+        assert!(
+            ks.scan_calls < 200,
+            "{} scan calls in one slice",
+            ks.scan_calls
+        );
+        assert_eq!(sweep.counts().slices, 1);
+    }
+
+    #[test]
+    fn count_sets_the_scan_step() {
+        let all = names("k", 100);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 1);
+        let mut sweep = Sweep::new(Pattern::new(b"*"), limits(10, 1000));
+        // One slice with a frozen clock and a large batch: scans a step of 10, deletes them,
+        // scans the next step... so the keys go in steps and the whole run finishes.
+        let ends = run_to_end(&mut sweep, &mut ks);
+        assert_eq!(ends, vec![SliceEnd::Finished]);
+        assert_eq!(sweep.counts().deleted, 100);
+    }
+
+    #[test]
+    fn denied_and_expired_are_counted_apart() {
+        let mut all = names("a:", 10);
+        all.extend(names("b:", 10));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 4);
+        ks.denied_prefix = Some(b"b:".to_vec());
+        ks.expired = vec![b"a:00001".to_vec(), b"a:00002".to_vec()];
+        let mut sweep = Sweep::new(Pattern::new(b"*"), limits(1000, 1000));
+        run_to_end(&mut sweep, &mut ks);
+        let c = sweep.counts();
+        assert_eq!((c.matched, c.deleted, c.denied, c.expired), (20, 8, 10, 2));
+        assert_eq!(ks.remaining(), names("b:", 10));
+    }
+
+    #[test]
+    fn duplicates_and_vanished_keys_are_not_counted() {
+        struct Twice(Memory);
+        impl Keyspace for Twice {
+            type Name = Vec<u8>;
+            fn scan(&mut self, p: &Pattern, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
+                let before = found.len();
+                let step = self.0.scan(p, found);
+                let again: Vec<Vec<u8>> = found.iter().skip(before).cloned().collect();
+                found.extend(again);
+                step
+            }
+            fn delete(&mut self, name: Vec<u8>) -> KeyOutcome {
+                self.0.delete(name)
+            }
+        }
+        let all = names("k", 30);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Twice(Memory::new(&refs, 4));
+        let mut sweep = Sweep::new(Pattern::new(b"*"), limits(10, 1000));
+        loop {
+            if sweep.run_slice(&mut ks, frozen()) == SliceEnd::Finished {
+                break;
+            }
+        }
+        let c = sweep.counts();
+        assert_eq!((c.matched, c.deleted), (30, 30));
+    }
+
+    #[test]
+    fn reply_fields_are_in_spec_order() {
+        let c = Counts {
+            scanned: 10,
+            matched: 4,
+            deleted: 3,
+            denied: 1,
+            expired: 0,
+            slices: 2,
+            slice_max_us: 9,
+        };
+        let names: Vec<&str> = c.fields(7).iter().map(|f| f.0).collect();
+        assert_eq!(
+            names,
+            [
+                "scanned",
+                "matched",
+                "deleted",
+                "denied",
+                "expired",
+                "elapsed_ms",
+                "slices"
+            ]
+        );
+        assert_eq!(
+            c.summary(7),
+            "scanned 10, matched 4, deleted 3, denied 1, expired 0, elapsed_ms 7, slices 2"
+        );
+    }
+
+    #[test]
+    fn an_empty_keyspace_finishes_in_one_slice() {
+        let mut ks = Memory::new(&[], 4);
+        let mut sweep: Sweep<Vec<u8>> = Sweep::new(Pattern::new(b"*"), limits(10, 10));
+        assert_eq!(sweep.run_slice(&mut ks, frozen()), SliceEnd::Finished);
+        assert!(sweep.is_finished());
+        assert_eq!(sweep.counts().slices, 1);
+    }
+
+    #[test]
+    fn a_batch_that_empties_the_keyspace_reports_finished() {
+        let all = names("k", 10);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 100);
+        let mut sweep = Sweep::new(Pattern::new(b"*"), limits(100, 10));
+        assert_eq!(sweep.run_slice(&mut ks, frozen()), SliceEnd::Finished);
+    }
+}

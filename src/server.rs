@@ -1,0 +1,672 @@
+//! The one layer that calls into the server. Every `unsafe` block of the module is here.
+//!
+//! At load time [`Api::load`] checks that every function the module needs exists on the running
+//! server and keeps plain function pointers, so nothing later can meet a missing function (every
+//! `raw::RedisModule_*` is an `Option`, `None` on servers that predate it).
+
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_int, c_void};
+use std::os::raw::c_longlong;
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use redis_module::raw;
+use sweep_core::glob::Pattern;
+use sweep_core::sweep::{KeyOutcome, Keyspace, ScanStep};
+
+type Ctx = *mut raw::RedisModuleCtx;
+type Str = *mut raw::RedisModuleString;
+
+/// The server functions the module calls after loading, checked once.
+pub struct Api {
+    scan_cursor_create: unsafe extern "C" fn() -> *mut raw::RedisModuleScanCursor,
+    scan_cursor_destroy: unsafe extern "C" fn(*mut raw::RedisModuleScanCursor),
+    scan: unsafe extern "C" fn(
+        Ctx,
+        *mut raw::RedisModuleScanCursor,
+        raw::RedisModuleScanCB,
+        *mut c_void,
+    ) -> c_int,
+    string_ptr_len:
+        unsafe extern "C" fn(*const raw::RedisModuleString, *mut usize) -> *const c_char,
+    retain_string: unsafe extern "C" fn(Ctx, Str),
+    free_string: unsafe extern "C" fn(Ctx, Str),
+    open_key: unsafe extern "C" fn(Ctx, Str, c_int) -> *mut raw::RedisModuleKey,
+    key_type: unsafe extern "C" fn(*mut raw::RedisModuleKey) -> c_int,
+    unlink_key: unsafe extern "C" fn(*mut raw::RedisModuleKey) -> c_int,
+    close_key: unsafe extern "C" fn(*mut raw::RedisModuleKey),
+    notify: unsafe extern "C" fn(Ctx, c_int, *const c_char, Str) -> c_int,
+    replicate: unsafe extern "C" fn(Ctx, *const c_char, *const c_char, ...) -> c_int,
+    select_db: unsafe extern "C" fn(Ctx, c_int) -> c_int,
+    selected_db: unsafe extern "C" fn(Ctx) -> c_int,
+    context_flags: unsafe extern "C" fn(Ctx) -> c_int,
+    avoid_replica_traffic: unsafe extern "C" fn() -> c_int,
+    block_client: unsafe extern "C" fn(
+        Ctx,
+        raw::RedisModuleCmdFunc,
+        raw::RedisModuleCmdFunc,
+        Option<unsafe extern "C" fn(Ctx, *mut c_void)>,
+        c_longlong,
+    ) -> *mut raw::RedisModuleBlockedClient,
+    set_disconnect_callback:
+        unsafe extern "C" fn(*mut raw::RedisModuleBlockedClient, raw::RedisModuleDisconnectFunc),
+    unblock_client: unsafe extern "C" fn(*mut raw::RedisModuleBlockedClient, *mut c_void) -> c_int,
+    blocked_private_data: unsafe extern "C" fn(Ctx) -> *mut c_void,
+    reply_with_array: unsafe extern "C" fn(Ctx, std::os::raw::c_long) -> c_int,
+    reply_with_map: Option<unsafe extern "C" fn(Ctx, std::os::raw::c_long) -> c_int>,
+    reply_with_string_buffer: unsafe extern "C" fn(Ctx, *const c_char, usize) -> c_int,
+    reply_with_long_long: unsafe extern "C" fn(Ctx, c_longlong) -> c_int,
+    reply_with_error: unsafe extern "C" fn(Ctx, *const c_char) -> c_int,
+    log: unsafe extern "C" fn(Ctx, *const c_char, *const c_char, ...),
+    /// Present from Redis 7.0: drives slices from the event loop. Without it, timers do.
+    event_loop: Option<EventLoopApi>,
+    create_timer: unsafe extern "C" fn(
+        Ctx,
+        raw::mstime_t,
+        raw::RedisModuleTimerProc,
+        *mut c_void,
+    ) -> raw::RedisModuleTimerID,
+}
+
+#[derive(Clone, Copy)]
+pub struct EventLoopApi {
+    add: unsafe extern "C" fn(c_int, c_int, raw::RedisModuleEventLoopFunc, *mut c_void) -> c_int,
+    del: unsafe extern "C" fn(c_int, c_int) -> c_int,
+}
+
+static API: OnceLock<Api> = OnceLock::new();
+
+/// The checked server functions; `None` only before a successful load.
+pub fn api() -> Option<&'static Api> {
+    API.get()
+}
+
+macro_rules! need {
+    ($missing:ident, $name:ident) => {
+        // SAFETY: the server filled these pointers in `RedisModule_Init`, before any of the
+        // module's code runs; they are only read afterwards.
+        match unsafe { raw::$name } {
+            Some(f) => f,
+            None => {
+                $missing.push(stringify!($name));
+                return Err($missing);
+            }
+        }
+    };
+}
+
+impl Api {
+    /// Checks the server functions the module needs. Returns the names that are missing.
+    pub fn load() -> Result<&'static Api, Vec<&'static str>> {
+        let mut missing = Vec::new();
+        let event_loop = {
+            // SAFETY: as in `need!`.
+            let (add, del) =
+                unsafe { (raw::RedisModule_EventLoopAdd, raw::RedisModule_EventLoopDel) };
+            match (add, del) {
+                (Some(add), Some(del)) => Some(EventLoopApi { add, del }),
+                _ => None,
+            }
+        };
+        let api = Api {
+            scan_cursor_create: need!(missing, RedisModule_ScanCursorCreate),
+            scan_cursor_destroy: need!(missing, RedisModule_ScanCursorDestroy),
+            scan: need!(missing, RedisModule_Scan),
+            string_ptr_len: need!(missing, RedisModule_StringPtrLen),
+            retain_string: need!(missing, RedisModule_RetainString),
+            free_string: need!(missing, RedisModule_FreeString),
+            open_key: need!(missing, RedisModule_OpenKey),
+            key_type: need!(missing, RedisModule_KeyType),
+            unlink_key: need!(missing, RedisModule_UnlinkKey),
+            close_key: need!(missing, RedisModule_CloseKey),
+            notify: need!(missing, RedisModule_NotifyKeyspaceEvent),
+            replicate: need!(missing, RedisModule_Replicate),
+            select_db: need!(missing, RedisModule_SelectDb),
+            selected_db: need!(missing, RedisModule_GetSelectedDb),
+            context_flags: need!(missing, RedisModule_GetContextFlags),
+            avoid_replica_traffic: need!(missing, RedisModule_AvoidReplicaTraffic),
+            block_client: need!(missing, RedisModule_BlockClient),
+            set_disconnect_callback: need!(missing, RedisModule_SetDisconnectCallback),
+            unblock_client: need!(missing, RedisModule_UnblockClient),
+            blocked_private_data: need!(missing, RedisModule_GetBlockedClientPrivateData),
+            reply_with_array: need!(missing, RedisModule_ReplyWithArray),
+            // SAFETY: as in `need!`.
+            reply_with_map: unsafe { raw::RedisModule_ReplyWithMap },
+            reply_with_string_buffer: need!(missing, RedisModule_ReplyWithStringBuffer),
+            reply_with_long_long: need!(missing, RedisModule_ReplyWithLongLong),
+            reply_with_error: need!(missing, RedisModule_ReplyWithError),
+            log: need!(missing, RedisModule_Log),
+            event_loop,
+            create_timer: need!(missing, RedisModule_CreateTimer),
+        };
+        Ok(API.get_or_init(|| api))
+    }
+
+    pub fn has_event_loop(&self) -> bool {
+        self.event_loop.is_some()
+    }
+
+    /// The database the context has selected.
+    pub fn selected_db(&self, ctx: Ctx) -> i32 {
+        // SAFETY: `ctx` is the live context of the callback or command that passed it.
+        unsafe { (self.selected_db)(ctx) }
+    }
+
+    pub fn select_db(&self, ctx: Ctx, db: i32) -> bool {
+        // SAFETY: as above; the server checks the id.
+        unsafe { (self.select_db)(ctx, db) == raw::REDISMODULE_OK as c_int }
+    }
+
+    fn flags(&self, ctx: Ctx) -> u32 {
+        // SAFETY: as above.
+        let flags = unsafe { (self.context_flags)(ctx) };
+        u32::try_from(flags).unwrap_or(0)
+    }
+
+    /// Whether the caller can be blocked: not inside MULTI, a script, a function or another
+    /// module's `RM_Call` (blocking there crashes the server on some versions).
+    pub fn can_block(&self, ctx: Ctx) -> bool {
+        let deny = raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING
+            | raw::REDISMODULE_CTX_FLAGS_MULTI
+            | raw::REDISMODULE_CTX_FLAGS_LUA;
+        self.flags(ctx) & deny == 0
+    }
+
+    /// Whether this node is a primary (writes here are the dataset's truth).
+    pub fn is_primary(&self, ctx: Ctx) -> bool {
+        self.flags(ctx) & raw::REDISMODULE_CTX_FLAGS_MASTER != 0
+    }
+
+    /// True while the server must not produce writes (`CLIENT PAUSE WRITE`, a failover).
+    pub fn writes_paused(&self) -> bool {
+        // SAFETY: takes no argument; called on the main thread.
+        unsafe { (self.avoid_replica_traffic)() != 0 }
+    }
+
+    /// Writes one line to the server log at `notice` level.
+    pub fn log_notice(&self, ctx: Ctx, line: &str) {
+        let Ok(line) = std::ffi::CString::new(line.replace('\0', " ")) else {
+            return;
+        };
+        // SAFETY: `%s` with a NUL-terminated string that lives for the call.
+        unsafe {
+            (self.log)(
+                ctx,
+                raw::REDISMODULE_LOGLEVEL_NOTICE.as_ptr().cast(),
+                c"%s".as_ptr(),
+                line.as_ptr(),
+            )
+        }
+    }
+
+    /// The bytes of a server string, valid while the string is.
+    ///
+    /// # Safety
+    /// `s` must be a live `RedisModuleString`.
+    unsafe fn bytes<'a>(&self, s: *const raw::RedisModuleString) -> &'a [u8] {
+        let mut len = 0usize;
+        let p = (self.string_ptr_len)(s, &mut len);
+        if p.is_null() {
+            return &[];
+        }
+        std::slice::from_raw_parts(p.cast::<u8>(), len)
+    }
+
+    /// Blocks the calling client; its reply will be the `Reply` given to [`Blocked::unblock`].
+    pub fn block(&self, ctx: Ctx) -> Option<Blocked> {
+        // SAFETY: `ctx` is the command's context; the callbacks are `extern "C"` functions of
+        // this file that never unwind.
+        let bc =
+            unsafe { (self.block_client)(ctx, Some(reply_callback), None, Some(free_reply), 0) };
+        if bc.is_null() {
+            return None;
+        }
+        // SAFETY: `bc` was just returned by the server and not yet unblocked.
+        unsafe { (self.set_disconnect_callback)(bc, Some(on_disconnect)) };
+        Some(Blocked(bc))
+    }
+
+    /// Arms a one-shot timer of 0 ms (the driver on servers without event-loop hooks).
+    pub fn arm_timer(&self, ctx: Ctx, callback: unsafe extern "C" fn(Ctx, *mut c_void)) {
+        // SAFETY: `ctx` is live; the callback never unwinds.
+        unsafe { (self.create_timer)(ctx, 0, Some(callback), ptr::null_mut()) };
+    }
+
+    /// Replies with a flat list of fields: a map in RESP3, field-value pairs in RESP2.
+    pub fn reply_fields(&self, ctx: Ctx, fields: &[(&str, Value)]) {
+        let n = std::os::raw::c_long::try_from(fields.len()).unwrap_or(0);
+        // SAFETY: `ctx` is a context that may reply; strings are passed with their lengths.
+        unsafe {
+            match self.reply_with_map {
+                Some(map) => map(ctx, n),
+                None => (self.reply_with_array)(ctx, n * 2),
+            };
+            for (name, value) in fields {
+                (self.reply_with_string_buffer)(ctx, name.as_ptr().cast(), name.len());
+                match value {
+                    Value::Int(i) => (self.reply_with_long_long)(ctx, *i),
+                };
+            }
+        }
+    }
+
+    pub fn reply_error(&self, ctx: Ctx, message: &str) {
+        let clean: String = message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let Ok(text) = std::ffi::CString::new(clean) else {
+            return;
+        };
+        // SAFETY: a NUL-terminated string that lives for the call.
+        unsafe { (self.reply_with_error)(ctx, text.as_ptr()) };
+    }
+}
+
+/// A value in a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Int(i64),
+}
+
+/// What a blocked client is answered with.
+pub enum Reply {
+    Fields(Vec<(&'static str, Value)>),
+    Error(String),
+}
+
+/// A client blocked by `SWEEP.CLEAR`. It must be unblocked exactly once: [`Blocked::unblock`]
+/// takes it by value, and dropping it unblocks with an error so no path can leak it.
+pub struct Blocked(*mut raw::RedisModuleBlockedClient);
+
+impl Blocked {
+    pub fn handle(&self) -> usize {
+        self.0 as usize
+    }
+
+    pub fn unblock(self, reply: Reply) {
+        let bc = self.0;
+        std::mem::forget(self);
+        unblock_raw(bc, reply);
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        unblock_raw(
+            self.0,
+            Reply::Error("ERR sweep ended without a result".into()),
+        );
+    }
+}
+
+fn unblock_raw(bc: *mut raw::RedisModuleBlockedClient, reply: Reply) {
+    let Some(api) = api() else { return };
+    let data = Box::into_raw(Box::new(reply));
+    // SAFETY: `bc` is a blocked client not yet unblocked (guaranteed by `Blocked`'s ownership);
+    // the server hands `data` back to `reply_callback` and then to `free_reply`.
+    unsafe { (api.unblock_client)(bc, data.cast()) };
+}
+
+extern "C" fn reply_callback(
+    ctx: Ctx,
+    _argv: *mut *mut raw::RedisModuleString,
+    _argc: c_int,
+) -> c_int {
+    let Some(api) = api() else {
+        return raw::REDISMODULE_OK as c_int;
+    };
+    // SAFETY: the private data is the `Reply` boxed in `unblock_raw`; `free_reply` frees it
+    // after this callback returns, so borrowing it here is sound.
+    let reply = unsafe { (api.blocked_private_data)(ctx).cast::<Reply>().as_ref() };
+    match reply {
+        Some(Reply::Fields(fields)) => api.reply_fields(ctx, fields),
+        Some(Reply::Error(message)) => api.reply_error(ctx, message),
+        None => api.reply_error(ctx, "ERR sweep ended without a result"),
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+extern "C" fn free_reply(_ctx: Ctx, data: *mut c_void) {
+    if !data.is_null() {
+        // SAFETY: `data` is the box leaked in `unblock_raw`; the server frees it once.
+        drop(unsafe { Box::from_raw(data.cast::<Reply>()) });
+    }
+}
+
+extern "C" fn on_disconnect(_ctx: Ctx, bc: *mut raw::RedisModuleBlockedClient) {
+    crate::jobs::client_disconnected(bc as usize);
+}
+
+/// A key name the scan found, owned by the module until dropped.
+pub struct KeyName(Str);
+
+impl Drop for KeyName {
+    fn drop(&mut self) {
+        if let Some(api) = api() {
+            // SAFETY: the string was retained in `scan_callback`; this releases that reference.
+            unsafe { (api.free_string)(ptr::null_mut(), self.0) };
+        }
+    }
+}
+
+/// A scan cursor of the module scan API; destroyed on drop.
+pub struct Cursor(*mut raw::RedisModuleScanCursor);
+
+impl Cursor {
+    pub fn new(api: &Api) -> Cursor {
+        // SAFETY: allocates a fresh cursor.
+        Cursor(unsafe { (api.scan_cursor_create)() })
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        if let Some(api) = api() {
+            if !self.0.is_null() {
+                // SAFETY: created by `Cursor::new`, destroyed once.
+                unsafe { (api.scan_cursor_destroy)(self.0) };
+            }
+        }
+    }
+}
+
+/// The keyspace of one database, as seen from one slice's context.
+pub struct Slice<'a> {
+    pub api: &'a Api,
+    pub ctx: Ctx,
+    pub cursor: &'a Cursor,
+    /// Names deleted in this slice: replicated as one `UNLINK` when the slice ends.
+    pub deleted: Vec<KeyName>,
+}
+
+struct ScanData<'a> {
+    api: &'a Api,
+    pattern: &'a Pattern,
+    found: &'a mut VecDeque<KeyName>,
+    visited: u64,
+}
+
+extern "C" fn scan_callback(
+    _ctx: Ctx,
+    keyname: Str,
+    _key: *mut raw::RedisModuleKey,
+    privdata: *mut c_void,
+) {
+    // SAFETY: `privdata` is the `ScanData` that `Slice::scan` passes to this very scan call.
+    let Some(data) = (unsafe { privdata.cast::<ScanData>().as_mut() }) else {
+        return;
+    };
+    data.visited += 1;
+    // SAFETY: `keyname` is live for the callback.
+    let name = unsafe { data.api.bytes(keyname) };
+    if data.pattern.matches(name) {
+        // The server frees its own reference when the callback returns; keep one. No key is
+        // deleted here: deleting inside the scan callback is a use-after-free.
+        // SAFETY: `keyname` is live; a NULL context means a plain reference count.
+        unsafe { (data.api.retain_string)(ptr::null_mut(), keyname) };
+        data.found.push_back(KeyName(keyname));
+    }
+}
+
+impl Keyspace for Slice<'_> {
+    type Name = KeyName;
+
+    fn scan(&mut self, pattern: &Pattern, found: &mut VecDeque<KeyName>) -> ScanStep {
+        let mut data = ScanData {
+            api: self.api,
+            pattern,
+            found,
+            visited: 0,
+        };
+        // SAFETY: the context has the sweep's database selected; the callback only reads the
+        // name and retains it; `data` outlives the call.
+        let more = unsafe {
+            (self.api.scan)(
+                self.ctx,
+                self.cursor.0,
+                Some(scan_callback),
+                (&mut data as *mut ScanData).cast(),
+            )
+        };
+        ScanStep {
+            visited: data.visited,
+            more: more != 0,
+        }
+    }
+
+    fn delete(&mut self, name: KeyName) -> KeyOutcome {
+        let api = self.api;
+        crate::jobs::expect_expiry();
+        // SAFETY: `ctx` is the slice's context with the sweep's database selected; `name` is
+        // a live string we hold a reference to. Opening for write expires the key if it is
+        // due, which the server propagates and notifies itself.
+        let key = unsafe { (api.open_key)(self.ctx, name.0, raw::REDISMODULE_WRITE as c_int) };
+        if key.is_null() {
+            return KeyOutcome::Gone;
+        }
+        // SAFETY: `key` is the handle just opened; it is closed exactly once below.
+        let empty = unsafe { (api.key_type)(key) } == raw::REDISMODULE_KEYTYPE_EMPTY as c_int;
+        if empty {
+            // SAFETY: as above.
+            unsafe { (api.close_key)(key) };
+            return if crate::jobs::expired_seen() {
+                KeyOutcome::Expired
+            } else {
+                KeyOutcome::Gone
+            };
+        }
+        // SAFETY: as above. Unlinking takes the lazy-free path of `UNLINK`; closing a key
+        // opened for write signals `WATCH` and client-side caching, as `UNLINK` does.
+        unsafe {
+            (api.unlink_key)(key);
+            (api.close_key)(key);
+            (api.notify)(
+                self.ctx,
+                raw::REDISMODULE_NOTIFY_GENERIC,
+                c"del".as_ptr(),
+                name.0,
+            );
+        }
+        self.deleted.push(name);
+        KeyOutcome::Deleted
+    }
+}
+
+impl Slice<'_> {
+    /// Propagates this slice's deletions to replicas and the AOF as one `UNLINK`, in the
+    /// execution unit of the slice.
+    pub fn replicate(&mut self) {
+        if self.deleted.is_empty() {
+            return;
+        }
+        let argv: Vec<Str> = self.deleted.iter().map(|k| k.0).collect();
+        // SAFETY: format "v" takes an array of strings and its length; all are live.
+        unsafe {
+            (self.api.replicate)(
+                self.ctx,
+                c"UNLINK".as_ptr(),
+                c"v".as_ptr(),
+                argv.as_ptr(),
+                argv.len(),
+            );
+        }
+        self.deleted.clear();
+    }
+}
+
+/// The event-loop driver (Redis 7.0+): an eventfd that stays readable while sweeps are
+/// pending keeps the event loop from sleeping, and each loop iteration runs one slice in the
+/// before-sleep hook.
+pub struct Wakeup {
+    fd: c_int,
+    readable: bool,
+}
+
+extern "C" fn on_wakeup_readable(_fd: c_int, _data: *mut c_void, _mask: c_int) {
+    // Nothing to read: the fd must stay readable while work is pending.
+}
+
+impl Wakeup {
+    pub fn new(api: &Api) -> Result<Wakeup, String> {
+        let Some(el) = api.event_loop else {
+            return Err("this server has no RedisModule_EventLoopAdd".into());
+        };
+        // SAFETY: plain syscall.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(format!(
+                "eventfd failed: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: registers our own fd with a callback that never unwinds.
+        let ok = unsafe {
+            (el.add)(
+                fd,
+                raw::REDISMODULE_EVENTLOOP_READABLE as c_int,
+                Some(on_wakeup_readable),
+                ptr::null_mut(),
+            )
+        };
+        if ok != raw::REDISMODULE_OK as c_int {
+            // SAFETY: our own fd.
+            unsafe { libc::close(fd) };
+            return Err("RedisModule_EventLoopAdd failed".into());
+        }
+        Ok(Wakeup {
+            fd,
+            readable: false,
+        })
+    }
+
+    /// Keeps the event loop spinning (work is pending) or lets it sleep.
+    pub fn set(&mut self, pending: bool) {
+        if pending == self.readable {
+            return;
+        }
+        if pending {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
+            unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+        } else {
+            let mut buf: u64 = 0;
+            // SAFETY: reads 8 bytes into a live u64 from our own non-blocking eventfd.
+            unsafe { libc::read(self.fd, (&mut buf as *mut u64).cast(), 8) };
+        }
+        self.readable = pending;
+    }
+
+    /// Unregisters and closes the fd (module unload).
+    pub fn close(self, api: &Api) {
+        if let Some(el) = api.event_loop {
+            // SAFETY: the fd was registered in `new`.
+            unsafe { (el.del)(self.fd, raw::REDISMODULE_EVENTLOOP_READABLE as c_int) };
+        }
+        // SAFETY: our own fd, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Subscribes to the server events a sweep must react to, and to expirations (to tell a key
+/// found expired from one deleted by someone else).
+pub fn subscribe(ctx: Ctx, api: &Api) -> Result<(), String> {
+    // SAFETY: as in `need!`.
+    let Some(sub) = (unsafe { raw::RedisModule_SubscribeToServerEvent }) else {
+        return Err("this server has no RedisModule_SubscribeToServerEvent".into());
+    };
+    let mut events = vec![
+        raw::REDISMODULE_EVENT_FLUSHDB,
+        raw::REDISMODULE_EVENT_SWAPDB,
+        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+    ];
+    if api.has_event_loop() {
+        events.push(raw::REDISMODULE_EVENT_EVENTLOOP);
+    }
+    for id in events {
+        let event = raw::RedisModuleEvent { id, dataver: 1 };
+        // SAFETY: `ctx` is the load context; the callback never unwinds.
+        if unsafe { sub(ctx, event, Some(on_server_event)) } != raw::REDISMODULE_OK as c_int {
+            return Err(format!("cannot subscribe to server event {id}"));
+        }
+    }
+    if api.has_event_loop() {
+        // SAFETY: as in `need!`.
+        let Some(filter) = (unsafe { raw::RedisModule_RegisterCommandFilter }) else {
+            return Err("this server has no RedisModule_RegisterCommandFilter".into());
+        };
+        // SAFETY: `ctx` is the load context; the callback never unwinds and does not touch
+        // the command.
+        if unsafe { filter(ctx, Some(on_command), 0) }.is_null() {
+            return Err("cannot register the command filter".into());
+        }
+    }
+    // SAFETY: as in `need!`.
+    let Some(keyspace) = (unsafe { raw::RedisModule_SubscribeToKeyspaceEvents }) else {
+        return Err("this server has no RedisModule_SubscribeToKeyspaceEvents".into());
+    };
+    // SAFETY: `ctx` is the load context; the callback never unwinds.
+    if unsafe { keyspace(ctx, raw::REDISMODULE_NOTIFY_EXPIRED, Some(on_expired)) }
+        != raw::REDISMODULE_OK as c_int
+    {
+        return Err("cannot subscribe to expired events".into());
+    }
+    Ok(())
+}
+
+/// What a server event means for the sweeps.
+pub enum ServerEvent {
+    /// Slices may run now (the event loop is about to poll).
+    Tick,
+    /// Databases were emptied: `None` for all of them.
+    Flushed(Option<i32>),
+    /// Two databases were swapped.
+    Swapped(i32, i32),
+    /// This node's role changed (it may have become a replica).
+    RoleChanged,
+}
+
+extern "C" fn on_server_event(ctx: Ctx, eid: raw::RedisModuleEvent, sub: u64, data: *mut c_void) {
+    let event = match eid.id {
+        raw::REDISMODULE_EVENT_EVENTLOOP
+            if sub == raw::REDISMODULE_SUBEVENT_EVENTLOOP_BEFORE_SLEEP =>
+        {
+            ServerEvent::Tick
+        }
+        raw::REDISMODULE_EVENT_FLUSHDB if sub == raw::REDISMODULE_SUBEVENT_FLUSHDB_START => {
+            // SAFETY: for this event the server passes a `RedisModuleFlushInfo`.
+            let info = unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() };
+            match info {
+                Some(i) if i.dbnum >= 0 => ServerEvent::Flushed(Some(i.dbnum)),
+                _ => ServerEvent::Flushed(None),
+            }
+        }
+        raw::REDISMODULE_EVENT_SWAPDB => {
+            // SAFETY: for this event the server passes a `RedisModuleSwapDbInfo`.
+            match unsafe { data.cast::<raw::RedisModuleSwapDbInfo>().as_ref() } {
+                Some(i) => ServerEvent::Swapped(i.dbnum_first, i.dbnum_second),
+                None => ServerEvent::Flushed(None),
+            }
+        }
+        raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED => ServerEvent::RoleChanged,
+        _ => return,
+    };
+    crate::jobs::server_event(ctx, event);
+}
+
+/// Commands the server has run since it loaded the module (a command filter sees each one).
+static COMMANDS_SEEN: AtomicU64 = AtomicU64::new(0);
+
+pub fn commands_seen() -> u64 {
+    COMMANDS_SEEN.load(Ordering::Relaxed)
+}
+
+extern "C" fn on_command(_filter: *mut raw::RedisModuleCommandFilterCtx) {
+    COMMANDS_SEEN.fetch_add(1, Ordering::Relaxed);
+}
+
+extern "C" fn on_expired(_ctx: Ctx, _type: c_int, _event: *const c_char, _key: Str) -> c_int {
+    crate::jobs::expiry_seen();
+    raw::REDISMODULE_OK as c_int
+}
