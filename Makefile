@@ -5,10 +5,6 @@ PORT ?= 6379
 # Another server binary (another Redis or Valkey version) for `run` and `test`.
 REDIS_SERVER ?= redis-server
 MODULE := $(CURDIR)/target/release/libredis_sweep.so
-# The end-to-end bench (SPEC §8: the approaches of §1 against SWEEP.CLEAR) is not written yet;
-# when it is, this becomes its command and `make bench` runs it after the criterion benches.
-BENCH_E2E ?=
-
 .DEFAULT_GOAL := help
 .PHONY: help setup build run test lint fmt bench servers clean
 
@@ -38,9 +34,9 @@ lint: setup ## clippy with warnings as errors, and a rustfmt check
 fmt: ## format the code
 	cargo fmt --all
 
-bench: build ## criterion benches of sweep-core (the end-to-end bench is still to come)
+bench: build ## criterion benches of the matcher, then the end-to-end comparison (benches/e2e.rs)
 	cargo bench -p sweep-core
-	$(BENCH_E2E)
+	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo bench -p redis-sweep --bench e2e
 
 servers: ## install more Redis/Valkey versions for compatibility runs, if ../shared/servers has the script
 	@if [ -f ../shared/servers/install-servers.sh ]; then \

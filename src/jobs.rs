@@ -15,15 +15,10 @@ use sweep_core::error::SweepError;
 use sweep_core::glob::Pattern;
 use sweep_core::sweep::{Limits, SliceEnd, Sweep};
 
+use crate::config;
 use crate::server::{api, Api, Blocked, Cursor, KeyName, Reply, ServerEvent, Slice, Value, Wakeup};
 
 type Ctx = *mut raw::RedisModuleCtx;
-
-/// Defaults until the module has real configs (SPEC §4).
-pub const DEFAULT_COUNT: u64 = 1000;
-pub const DEFAULT_BATCH: u64 = 500;
-pub const DEFAULT_SLICE_US: u64 = 1000;
-pub const MAX_JOBS: usize = 16;
 
 /// Why a sweep ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,16 +126,18 @@ pub fn start_blocking(ctx: Ctx, args: ClearArgs) -> Result<(), SweepError> {
     if !api.can_block(ctx) {
         return Err(SweepError::CannotBlock);
     }
+    let settings = config::current();
     let limits = Limits {
-        count: args.count.unwrap_or(DEFAULT_COUNT),
-        batch: args.batch.unwrap_or(DEFAULT_BATCH),
-        slice: Duration::from_micros(DEFAULT_SLICE_US),
+        count: args.count.unwrap_or(settings.count),
+        batch: args.batch.unwrap_or(settings.batch),
+        slice: Duration::from_micros(settings.slice_us),
     };
     REGISTRY.with(|r| {
         let mut r = r.borrow_mut();
-        if r.jobs.len() >= MAX_JOBS {
+        if r.jobs.len() as u64 >= settings.max_jobs {
             return Err(SweepError::Unavailable(format!(
-                "too many sweeps running (sweep.max-jobs is {MAX_JOBS})"
+                "too many sweeps running (sweep.max-jobs is {})",
+                settings.max_jobs
             )));
         }
         let client = api

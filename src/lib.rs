@@ -3,7 +3,9 @@
 //! This crate is the binding: command handlers that parse, start and reply, and the registration
 //! with the server. The logic lives in `sweep-core`; every call into the server is in `server`.
 
+mod config;
 mod jobs;
+mod metadata;
 mod server;
 
 use redis_module::{
@@ -28,7 +30,7 @@ fn clear_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::NoReply)
 }
 
-fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+fn init(ctx: &Context, args: &[RedisString]) -> Status {
     let api = match server::Api::load() {
         Ok(api) => api,
         Err(missing) => {
@@ -39,7 +41,12 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
             return Status::Err;
         }
     };
-    if let Err(e) = jobs::init(api).and_then(|()| server::subscribe(ctx.ctx, api)) {
+    let words: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
+    let setup = config::register(ctx.ctx, &words)
+        .and_then(|()| metadata::describe_commands(ctx.ctx))
+        .and_then(|()| jobs::init(api))
+        .and_then(|()| server::subscribe(ctx.ctx, api));
+    if let Err(e) = setup {
         ctx.log_warning(&format!("redis-sweep cannot load: {e}"));
         return Status::Err;
     }
