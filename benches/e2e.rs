@@ -190,8 +190,11 @@ impl Prober {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let client = server.client();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = thread::spawn(move || {
             let mut con = client.get_connection().unwrap();
+            redis::cmd("PING").query::<String>(&mut con).unwrap();
+            ready_tx.send(()).unwrap();
             let mut samples = Vec::with_capacity(1 << 20);
             while !flag.load(Ordering::Relaxed) {
                 let t = Instant::now();
@@ -200,6 +203,8 @@ impl Prober {
             }
             samples
         });
+        // Connected and answered once: from now on it measures only the approach.
+        ready_rx.recv().unwrap();
         Prober { stop, handle }
     }
 

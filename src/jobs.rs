@@ -1,4 +1,5 @@
-//! The running sweeps and the driver that gives each of them slices of main-thread time.
+//! The sweeps (jobs): starting them, the driver that gives each of them slices of main-thread
+//! time, their status, cancellation, history and totals.
 //!
 //! Everything here runs on the server's main thread: commands, event-loop hooks, timers and
 //! server events. State lives in thread-locals; callbacks from the server that may arrive while
@@ -6,6 +7,7 @@
 //! applies before its next slice.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
@@ -13,26 +15,28 @@ use redis_module::raw;
 use sweep_core::args::{printable, ClearArgs};
 use sweep_core::error::SweepError;
 use sweep_core::glob::Pattern;
-use sweep_core::sweep::{Limits, SliceEnd, Sweep};
+use sweep_core::sweep::{Counts, Limits, SliceEnd, Sweep};
 
 use crate::config;
-use crate::server::{api, Api, Blocked, Cursor, KeyName, Reply, ServerEvent, Slice, Value, Wakeup};
+use crate::server::{
+    api, Api, Blocked, Cursor, Filters, KeyName, Reply, ServerEvent, Slice, Value, Wakeup,
+};
 
 type Ctx = *mut raw::RedisModuleCtx;
 
 /// Why a sweep ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
-    /// Every matching key was reached.
+    /// Every matching key was reached (or `LIMIT` was).
     Done,
-    /// Its client went away.
+    /// Its client went away, or `SWEEP.CANCEL`.
     Cancelled,
     /// The server changed under it (flush, swap, role change).
     Aborted(String),
 }
 
 impl Ending {
-    fn name(&self) -> &'static str {
+    fn state(&self) -> &'static str {
         match self {
             Ending::Done => "done",
             Ending::Cancelled => "cancelled",
@@ -54,10 +58,89 @@ struct Job {
     db: i32,
     pattern: Vec<u8>,
     sweep: Sweep<KeyName>,
+    filters: Filters,
     cursor: Cursor,
+    /// The blocked caller; `None` for `ASYNC` jobs.
     client: Option<Blocked>,
     started: Instant,
+    /// Keys in the database when the sweep started, for `progress`.
+    db_size: u64,
     ending: Option<Ending>,
+}
+
+/// What `SWEEP.STATUS` shows of a job, running or finished.
+#[derive(Clone)]
+struct Status {
+    id: u64,
+    state: &'static str,
+    pattern: Vec<u8>,
+    db: i32,
+    progress: f64,
+    counts: Counts,
+    elapsed_ms: u64,
+}
+
+impl Status {
+    fn of(job: &Job) -> Status {
+        let counts = job.sweep.counts();
+        let state = job.ending.as_ref().map_or("running", Ending::state);
+        let progress = if job.sweep.is_finished() {
+            1.0
+        } else if job.db_size == 0 {
+            0.0
+        } else {
+            // Four decimals: an estimate, not a measurement.
+            ((counts.scanned as f64 / job.db_size as f64).min(1.0) * 1e4).round() / 1e4
+        };
+        Status {
+            id: job.id,
+            state,
+            pattern: job.pattern.clone(),
+            db: job.db,
+            progress,
+            counts,
+            elapsed_ms: millis(job.started.elapsed()),
+        }
+    }
+
+    /// The fields of a job (SPEC §3): its identity, then the counts of §2.
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        let mut fields = vec![
+            ("id", Value::Int(int(self.id))),
+            ("state", Value::Bytes(self.state.as_bytes().to_vec())),
+            ("pattern", Value::Bytes(self.pattern.clone())),
+            ("db", Value::Int(i64::from(self.db))),
+            ("progress", Value::Double(self.progress)),
+        ];
+        fields.extend(counts_fields(&self.counts, self.elapsed_ms));
+        fields
+    }
+}
+
+fn counts_fields(counts: &Counts, elapsed_ms: u64) -> Vec<(&'static str, Value)> {
+    counts
+        .fields(elapsed_ms)
+        .iter()
+        .map(|&(name, value)| (name, Value::Int(value)))
+        .collect()
+}
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Totals since the module loaded, for `INFO sweep`.
+#[derive(Default)]
+struct Totals {
+    finished: u64,
+    scanned: u64,
+    deleted: u64,
+    slices: u64,
+    slice_max_us: u64,
 }
 
 enum Driver {
@@ -75,17 +158,27 @@ enum Driver {
 
 struct Registry {
     jobs: Vec<Job>,
+    /// Finished jobs, newest last, at most `sweep.history`.
+    history: VecDeque<Status>,
     next_id: u64,
     turn: usize,
     driver: Option<Driver>,
+    totals: Totals,
 }
 
 thread_local! {
-    static REGISTRY: RefCell<Registry> = const {
-        RefCell::new(Registry { jobs: Vec::new(), next_id: 1, turn: 0, driver: None })
-    };
+    static REGISTRY: RefCell<Registry> = RefCell::new(Registry {
+        jobs: Vec::new(),
+        history: VecDeque::new(),
+        next_id: 1,
+        turn: 0,
+        driver: None,
+        totals: Totals::default(),
+    });
     static SIGNALS: RefCell<Vec<Signal>> = const { RefCell::new(Vec::new()) };
     static EXPIRED: Cell<bool> = const { Cell::new(false) };
+    /// `latency-monitor-threshold` and when it was read.
+    static LATENCY_THRESHOLD: Cell<Option<(Instant, i64)>> = const { Cell::new(None) };
 }
 
 /// Sets up the driver at load time.
@@ -109,7 +202,7 @@ pub fn deinit(api: &Api) -> Result<(), String> {
         let mut r = r.borrow_mut();
         if !r.jobs.is_empty() {
             return Err(format!(
-                "{} sweep(s) still running: wait for them to end",
+                "{} sweep(s) still running: wait for them to end or SWEEP.CANCEL them",
                 r.jobs.len()
             ));
         }
@@ -120,29 +213,61 @@ pub fn deinit(api: &Api) -> Result<(), String> {
     })
 }
 
-/// Starts a sweep that blocks its caller until it ends.
-pub fn start_blocking(ctx: Ctx, args: ClearArgs) -> Result<(), SweepError> {
+/// How a sweep was started.
+pub enum Started {
+    /// The caller is blocked until the sweep ends; it gets the reply then.
+    Blocking,
+    /// `ASYNC`: reply with the job id now.
+    Async(u64),
+}
+
+/// OBJECT IDLETIME's own error under an LFU policy.
+const LFU_ERROR: &str = "An LFU maxmemory policy is selected, idle time not tracked. Please note \
+    that when switching between policies at runtime LRU and LFU data will take some time to \
+    adjust.";
+
+/// Starts a sweep.
+pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
     let api = api().ok_or_else(|| SweepError::Unavailable("the module is not loaded".into()))?;
-    if !api.can_block(ctx) {
+    if !args.run_async && !api.can_block(ctx) {
         return Err(SweepError::CannotBlock);
+    }
+    if args.idle.is_some() {
+        let policy = api.config_get(ctx, c"maxmemory-policy").unwrap_or_default();
+        if policy.contains("lfu") {
+            return Err(SweepError::Unavailable(LFU_ERROR.into()));
+        }
     }
     let settings = config::current();
     let limits = Limits {
         count: args.count.unwrap_or(settings.count),
         batch: args.batch.unwrap_or(settings.batch),
         slice: Duration::from_micros(settings.slice_us),
+        limit: args.limit,
+    };
+    let filters = Filters {
+        key_type: args.key_type.clone(),
+        idle_ms: args
+            .idle
+            .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)),
+        dryrun: args.dryrun,
     };
     REGISTRY.with(|r| {
         let mut r = r.borrow_mut();
-        if r.jobs.len() as u64 >= settings.max_jobs {
+        if u64::try_from(r.jobs.len()).unwrap_or(u64::MAX) >= settings.max_jobs {
             return Err(SweepError::Unavailable(format!(
-                "too many sweeps running (sweep.max-jobs is {})",
+                "too many sweeps running (sweep.max-jobs is {}): wait, or SWEEP.CANCEL one",
                 settings.max_jobs
             )));
         }
-        let client = api
-            .block(ctx)
-            .ok_or_else(|| SweepError::Unavailable("cannot block the client".into()))?;
+        let client = if args.run_async {
+            None
+        } else {
+            Some(
+                api.block(ctx)
+                    .ok_or_else(|| SweepError::Unavailable("cannot block the client".into()))?,
+            )
+        };
         let id = r.next_id;
         r.next_id += 1;
         r.jobs.push(Job {
@@ -150,13 +275,80 @@ pub fn start_blocking(ctx: Ctx, args: ClearArgs) -> Result<(), SweepError> {
             db: api.selected_db(ctx),
             sweep: Sweep::new(Pattern::new(&args.pattern), limits),
             pattern: args.pattern,
+            filters,
             cursor: Cursor::new(api),
-            client: Some(client),
+            client,
             started: Instant::now(),
+            db_size: api.db_size(ctx),
             ending: None,
         });
         wake(api, ctx, &mut r);
-        Ok(())
+        Ok(if args.run_async {
+            Started::Async(id)
+        } else {
+            Started::Blocking
+        })
+    })
+}
+
+/// `SWEEP.STATUS id`: one job's fields.
+pub fn status_of(id: u64) -> Result<Vec<(&'static str, Value)>, SweepError> {
+    REGISTRY.with(|r| {
+        let r = r.borrow();
+        if let Some(job) = r.jobs.iter().find(|j| j.id == id) {
+            return Ok(Status::of(job).fields());
+        }
+        r.history
+            .iter()
+            .find(|s| s.id == id)
+            .map(Status::fields)
+            .ok_or(SweepError::NoSuchJob(id))
+    })
+}
+
+/// `SWEEP.STATUS`: running jobs and the kept finished ones, newest first.
+pub fn status_all() -> Vec<Vec<(&'static str, Value)>> {
+    REGISTRY.with(|r| {
+        let r = r.borrow();
+        let mut all: Vec<Status> = r.jobs.iter().map(Status::of).collect();
+        all.extend(r.history.iter().cloned());
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.iter().map(Status::fields).collect()
+    })
+}
+
+/// `SWEEP.CANCEL id`: no slice is running while a command runs, so the job stops now; the
+/// reply is its final fields.
+pub fn cancel(ctx: Ctx, id: u64) -> Result<Vec<(&'static str, Value)>, SweepError> {
+    let api = api().ok_or_else(|| SweepError::Unavailable("the module is not loaded".into()))?;
+    REGISTRY.with(|r| {
+        let mut r = r.borrow_mut();
+        let Some(index) = r.jobs.iter().position(|j| j.id == id) else {
+            return Err(match r.history.iter().find(|s| s.id == id) {
+                Some(s) => SweepError::JobEnded(id, s.state),
+                None => SweepError::NoSuchJob(id),
+            });
+        };
+        let mut job = r.jobs.remove(index);
+        job.ending = Some(Ending::Cancelled);
+        let fields = finish(api, ctx, &mut r, job).fields();
+        Ok(fields)
+    })
+}
+
+/// `INFO sweep`.
+pub fn info_fields() -> Vec<(&'static std::ffi::CStr, i64)> {
+    REGISTRY.with(|r| {
+        let r = r.borrow();
+        let t = &r.totals;
+        vec![
+            (c"jobs_running", int(r.jobs.len() as u64)),
+            (c"jobs_finished", int(t.finished)),
+            (c"keys_scanned", int(t.scanned)),
+            (c"keys_deleted", int(t.deleted)),
+            (c"slices", int(t.slices)),
+            (c"slice_max_us", int(t.slice_max_us)),
+        ]
     })
 }
 
@@ -174,8 +366,10 @@ fn wake(api: &Api, ctx: Ctx, r: &mut Registry) {
 
 extern "C" fn on_timer(ctx: Ctx, _data: *mut c_void) {
     REGISTRY.with(|r| {
-        if let Some(Driver::Timer { armed }) = &mut r.borrow_mut().driver {
-            *armed = false;
+        if let Ok(mut r) = r.try_borrow_mut() {
+            if let Some(Driver::Timer { armed }) = &mut r.driver {
+                *armed = false;
+            }
         }
     });
     tick(ctx);
@@ -252,19 +446,19 @@ fn tick(ctx: Ctx) {
             }
             return;
         }
+        wake(api, ctx, &mut r);
         if clients_first(&mut r) {
             return;
         }
         let turn = r.turn % r.jobs.len();
         r.turn = r.turn.wrapping_add(1);
-        if let Some(job) = r.jobs.get_mut(turn) {
-            run_slice(api, ctx, job);
+        let Registry { jobs, totals, .. } = &mut *r;
+        if let Some(job) = jobs.get_mut(turn) {
+            run_slice(api, ctx, job, totals);
         }
         finish_ended(api, ctx, &mut r);
         if r.jobs.is_empty() {
             idle(&mut r);
-        } else {
-            wake(api, ctx, &mut r);
         }
     });
 }
@@ -312,7 +506,7 @@ fn apply(r: &mut Registry, signal: Signal) {
     }
 }
 
-fn run_slice(api: &Api, ctx: Ctx, job: &mut Job) {
+fn run_slice(api: &Api, ctx: Ctx, job: &mut Job, totals: &mut Totals) {
     if !api.select_db(ctx, job.db) {
         job.ending = Some(Ending::Aborted(format!(
             "cannot select database {}",
@@ -320,16 +514,58 @@ fn run_slice(api: &Api, ctx: Ctx, job: &mut Job) {
         )));
         return;
     }
+    let before = job.sweep.counts();
+    if let Some(client) = &job.client {
+        api.measure(client, true);
+    }
     let mut keyspace = Slice {
         api,
         ctx,
         cursor: &job.cursor,
+        filters: &job.filters,
         deleted: Vec::new(),
     };
+    let started = Instant::now();
     let end = job.sweep.run_slice(&mut keyspace, Instant::now);
     keyspace.replicate();
+    let spent = started.elapsed();
+    if let Some(client) = &job.client {
+        api.measure(client, false);
+    }
+    let after = job.sweep.counts();
+    totals.scanned += after.scanned - before.scanned;
+    totals.deleted += after.deleted - before.deleted;
+    totals.slices += 1;
+    totals.slice_max_us = totals
+        .slice_max_us
+        .max(u64::try_from(spent.as_micros()).unwrap_or(u64::MAX));
+    report_latency(api, ctx, spent);
     if end == SliceEnd::Finished {
         job.ending = Some(Ending::Done);
+    }
+}
+
+/// A slice longer than `latency-monitor-threshold` becomes a latency event, as the server's own
+/// slow events do. The threshold is read at most once a second, and only after a slice of a
+/// millisecond or more (the smallest threshold there is).
+fn report_latency(api: &Api, ctx: Ctx, spent: Duration) {
+    let ms = i64::try_from(spent.as_millis()).unwrap_or(i64::MAX);
+    if ms < 1 {
+        return;
+    }
+    let threshold = LATENCY_THRESHOLD.with(|cache| match cache.get() {
+        Some((at, value)) if at.elapsed() < Duration::from_secs(1) => value,
+        _ => {
+            let value = api
+                .config_get(ctx, c"latency-monitor-threshold")
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(0);
+            cache.set(Some((Instant::now(), value)));
+            value
+        }
+    });
+    if threshold > 0 && ms >= threshold {
+        api.latency_sample(c"sweep-slice", ms);
     }
 }
 
@@ -339,17 +575,19 @@ fn finish_ended(api: &Api, ctx: Ctx, r: &mut Registry) {
     while i < r.jobs.len() {
         if r.jobs.get(i).is_some_and(|j| j.ending.is_some()) {
             let job = r.jobs.remove(i);
-            finish(api, ctx, job);
+            finish(api, ctx, r, job);
         } else {
             i += 1;
         }
     }
 }
 
-fn finish(api: &Api, ctx: Ctx, mut job: Job) {
+/// Ends a job: logs it, answers its blocked client, keeps it in the history.
+fn finish(api: &Api, ctx: Ctx, r: &mut Registry, mut job: Job) -> Status {
     let ending = job.ending.take().unwrap_or(Ending::Done);
-    let elapsed_ms = u64::try_from(job.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let counts = job.sweep.counts();
+    job.ending = Some(ending.clone());
+    let status = Status::of(&job);
+    let counts = status.counts;
     api.log_notice(
         ctx,
         &format!(
@@ -357,29 +595,32 @@ fn finish(api: &Api, ctx: Ctx, mut job: Job) {
             job.id,
             printable(&job.pattern),
             job.db,
-            ending.name(),
+            ending.state(),
             match &ending {
                 Ending::Aborted(why) => format!(" ({why})"),
                 _ => String::new(),
             },
-            counts.summary(elapsed_ms),
+            counts.summary(status.elapsed_ms),
             counts.slice_max_us,
         ),
     );
     if let Some(client) = job.client.take() {
-        let reply = match ending {
+        let reply = match &ending {
             Ending::Aborted(why) => Reply::Error(format!(
                 "ERR sweep aborted: {why}; {}",
-                counts.summary(elapsed_ms)
+                counts.summary(status.elapsed_ms)
             )),
-            Ending::Done | Ending::Cancelled => Reply::Fields(
-                counts
-                    .fields(elapsed_ms)
-                    .iter()
-                    .map(|&(name, value)| (name, Value::Int(value)))
-                    .collect(),
-            ),
+            Ending::Done | Ending::Cancelled => {
+                Reply::Fields(counts_fields(&counts, status.elapsed_ms))
+            }
         };
         client.unblock(reply);
     }
+    r.totals.finished += 1;
+    let keep = usize::try_from(config::current().history).unwrap_or(usize::MAX);
+    r.history.push_back(status.clone());
+    while r.history.len() > keep {
+        r.history.pop_front();
+    }
+    status
 }

@@ -11,7 +11,7 @@ mod server;
 use redis_module::{
     redis_module, Context, RedisError, RedisResult, RedisString, RedisValue, Status,
 };
-use sweep_core::args::ClearArgs;
+use sweep_core::args::{job_id, ClearArgs};
 use sweep_core::error::SweepError;
 
 fn to_redis(e: SweepError) -> RedisError {
@@ -21,12 +21,51 @@ fn to_redis(e: SweepError) -> RedisError {
     }
 }
 
-/// SWEEP.CLEAR pattern [COUNT n] [BATCH m]
+fn loaded() -> Result<&'static server::Api, RedisError> {
+    server::api().ok_or(RedisError::Str("ERR the module is not loaded"))
+}
+
+/// SWEEP.CLEAR pattern [COUNT n] [BATCH m] [TYPE type] [IDLE seconds] [LIMIT max] [DRYRUN] [ASYNC]
 fn clear_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let words: Vec<&[u8]> = args.iter().skip(1).map(RedisString::as_slice).collect();
     let parsed = ClearArgs::parse(&words).map_err(to_redis)?;
-    jobs::start_blocking(ctx.ctx, parsed).map_err(to_redis)?;
-    // The reply comes when the sweep ends.
+    match jobs::start(ctx.ctx, parsed).map_err(to_redis)? {
+        // The reply comes when the sweep ends.
+        jobs::Started::Blocking => Ok(RedisValue::NoReply),
+        jobs::Started::Async(id) => Ok(RedisValue::Integer(i64::try_from(id).unwrap_or(i64::MAX))),
+    }
+}
+
+/// SWEEP.STATUS [id]
+fn status_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let api = loaded()?;
+    match args.get(1..).unwrap_or_default() {
+        [] => {
+            let all = jobs::status_all();
+            api.reply_array(ctx.ctx, all.len());
+            for fields in &all {
+                api.reply_fields(ctx.ctx, fields);
+            }
+        }
+        [id] => {
+            let id = job_id(id.as_slice()).map_err(to_redis)?;
+            let fields = jobs::status_of(id).map_err(to_redis)?;
+            api.reply_fields(ctx.ctx, &fields);
+        }
+        _ => return Err(RedisError::WrongArity),
+    }
+    Ok(RedisValue::NoReply)
+}
+
+/// SWEEP.CANCEL id
+fn cancel_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let api = loaded()?;
+    let [_, id] = args.as_slice() else {
+        return Err(RedisError::WrongArity);
+    };
+    let id = job_id(id.as_slice()).map_err(to_redis)?;
+    let fields = jobs::cancel(ctx.ctx, id).map_err(to_redis)?;
+    api.reply_fields(ctx.ctx, &fields);
     Ok(RedisValue::NoReply)
 }
 
@@ -45,7 +84,8 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     let setup = config::register(ctx.ctx, &words)
         .and_then(|()| metadata::describe_commands(ctx.ctx))
         .and_then(|()| jobs::init(api))
-        .and_then(|()| server::subscribe(ctx.ctx, api));
+        .and_then(|()| server::subscribe(ctx.ctx, api))
+        .and_then(|()| api.register_info(ctx.ctx));
     if let Err(e) = setup {
         ctx.log_warning(&format!("redis-sweep cannot load: {e}"));
         return Status::Err;
@@ -80,9 +120,13 @@ redis_module! {
     init: init,
     deinit: deinit,
     commands: [
-        // `write`: replicas answer -READONLY, CLIENT PAUSE WRITE and min-replicas apply.
-        // `deny-script`: a script cannot wait for a blocked command. No `deny-oom`: deleting
-        // is how memory comes back.
-        ["sweep.clear", clear_command, "write deny-script", 0, 0, 0, ""],
+        // `write`: replicas answer -READONLY, CLIENT PAUSE WRITE and min-replicas apply. No
+        // `deny-script`: scripts may start ASYNC sweeps; a blocking one is refused by the
+        // command itself wherever the server cannot block (DENY_BLOCKING, MULTI, Lua flags).
+        // No `deny-oom`: deleting is how memory comes back.
+        ["sweep.clear", clear_command, "write", 0, 0, 0, ""],
+        ["sweep.status", status_command, "readonly fast", 0, 0, 0, ""],
+        // `write`: cancelling ends a job that writes; a replica has none to cancel anyway.
+        ["sweep.cancel", cancel_command, "write fast", 0, 0, 0, ""],
     ],
 }

@@ -5,7 +5,7 @@
 //! `raw::RedisModule_*` is an `Option`, `None` on servers that predate it).
 
 use std::collections::VecDeque;
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::os::raw::c_longlong;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +59,31 @@ pub struct Api {
     reply_with_long_long: unsafe extern "C" fn(Ctx, c_longlong) -> c_int,
     reply_with_error: unsafe extern "C" fn(Ctx, *const c_char) -> c_int,
     log: unsafe extern "C" fn(Ctx, *const c_char, *const c_char, ...),
+    db_size: unsafe extern "C" fn(Ctx) -> std::os::raw::c_ulonglong,
+    get_lru: unsafe extern "C" fn(*mut raw::RedisModuleKey, *mut raw::mstime_t) -> c_int,
+    reply_with_double: unsafe extern "C" fn(Ctx, f64) -> c_int,
+    call: unsafe extern "C" fn(
+        Ctx,
+        *const c_char,
+        *const c_char,
+        ...
+    ) -> *mut raw::RedisModuleCallReply,
+    call_reply_type: unsafe extern "C" fn(*mut raw::RedisModuleCallReply) -> c_int,
+    call_reply_length: unsafe extern "C" fn(*mut raw::RedisModuleCallReply) -> usize,
+    call_reply_element: unsafe extern "C" fn(
+        *mut raw::RedisModuleCallReply,
+        usize,
+    ) -> *mut raw::RedisModuleCallReply,
+    call_reply_string:
+        unsafe extern "C" fn(*mut raw::RedisModuleCallReply, *mut usize) -> *const c_char,
+    free_call_reply: unsafe extern "C" fn(*mut raw::RedisModuleCallReply),
+    info_add_section: unsafe extern "C" fn(*mut raw::RedisModuleInfoCtx, *const c_char) -> c_int,
+    info_add_long_long:
+        unsafe extern "C" fn(*mut raw::RedisModuleInfoCtx, *const c_char, c_longlong) -> c_int,
+    /// 6.2+: attributes time spent in slices to the blocked command (SLOWLOG, commandstats).
+    measure_start: Option<unsafe extern "C" fn(*mut raw::RedisModuleBlockedClient) -> c_int>,
+    measure_end: Option<unsafe extern "C" fn(*mut raw::RedisModuleBlockedClient) -> c_int>,
+    latency_add_sample: Option<unsafe extern "C" fn(*const c_char, raw::mstime_t)>,
     /// Present from Redis 7.0: drives slices from the event loop. Without it, timers do.
     event_loop: Option<EventLoopApi>,
     create_timer: unsafe extern "C" fn(
@@ -137,6 +162,23 @@ impl Api {
             reply_with_long_long: need!(missing, RedisModule_ReplyWithLongLong),
             reply_with_error: need!(missing, RedisModule_ReplyWithError),
             log: need!(missing, RedisModule_Log),
+            db_size: need!(missing, RedisModule_DbSize),
+            get_lru: need!(missing, RedisModule_GetLRU),
+            reply_with_double: need!(missing, RedisModule_ReplyWithDouble),
+            call: need!(missing, RedisModule_Call),
+            call_reply_type: need!(missing, RedisModule_CallReplyType),
+            call_reply_length: need!(missing, RedisModule_CallReplyLength),
+            call_reply_element: need!(missing, RedisModule_CallReplyArrayElement),
+            call_reply_string: need!(missing, RedisModule_CallReplyStringPtr),
+            free_call_reply: need!(missing, RedisModule_FreeCallReply),
+            info_add_section: need!(missing, RedisModule_InfoAddSection),
+            info_add_long_long: need!(missing, RedisModule_InfoAddFieldLongLong),
+            // SAFETY: as in `need!`.
+            measure_start: unsafe { raw::RedisModule_BlockedClientMeasureTimeStart },
+            // SAFETY: as in `need!`.
+            measure_end: unsafe { raw::RedisModule_BlockedClientMeasureTimeEnd },
+            // SAFETY: as in `need!`.
+            latency_add_sample: unsafe { raw::RedisModule_LatencyAddSample },
             event_loop,
             create_timer: need!(missing, RedisModule_CreateTimer),
         };
@@ -213,6 +255,127 @@ impl Api {
         std::slice::from_raw_parts(p.cast::<u8>(), len)
     }
 
+    /// Keys in the context's selected database.
+    pub fn db_size(&self, ctx: Ctx) -> u64 {
+        // SAFETY: `ctx` is live.
+        unsafe { (self.db_size)(ctx) }
+    }
+
+    /// A server config's value, through `CONFIG GET` (for the few settings the module API does
+    /// not expose).
+    pub fn config_get(&self, ctx: Ctx, name: &CStr) -> Option<String> {
+        // SAFETY: "cc" takes two NUL-terminated strings; the reply is freed below.
+        let reply = unsafe {
+            (self.call)(
+                ctx,
+                c"CONFIG".as_ptr(),
+                c"cc".as_ptr(),
+                c"GET".as_ptr(),
+                name.as_ptr(),
+            )
+        };
+        if reply.is_null() {
+            return None;
+        }
+        // SAFETY: `reply` is live until freed; elements belong to it.
+        let value = unsafe {
+            if (self.call_reply_type)(reply) == raw::REDISMODULE_REPLY_ARRAY as c_int
+                && (self.call_reply_length)(reply) >= 2
+            {
+                self.reply_text((self.call_reply_element)(reply, 1))
+            } else {
+                None
+            }
+        };
+        // SAFETY: freed once.
+        unsafe { (self.free_call_reply)(reply) };
+        value
+    }
+
+    /// The name `TYPE` gives a key (for module types, whose names the module API does not
+    /// expose otherwise).
+    fn type_name(&self, ctx: Ctx, key: Str) -> Option<Vec<u8>> {
+        // SAFETY: "s" takes a live string; the reply is freed below.
+        let reply = unsafe { (self.call)(ctx, c"TYPE".as_ptr(), c"s".as_ptr(), key) };
+        if reply.is_null() {
+            return None;
+        }
+        // SAFETY: `reply` is live until freed.
+        let name = unsafe { self.reply_text(reply) };
+        // SAFETY: freed once.
+        unsafe { (self.free_call_reply)(reply) };
+        name.map(String::into_bytes)
+    }
+
+    /// # Safety
+    /// `reply` must be a live call reply (or NULL).
+    unsafe fn reply_text(&self, reply: *mut raw::RedisModuleCallReply) -> Option<String> {
+        if reply.is_null() {
+            return None;
+        }
+        let mut len = 0usize;
+        let p = (self.call_reply_string)(reply, &mut len);
+        if p.is_null() {
+            return None;
+        }
+        let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// Starts or stops attributing time to a blocked command (SLOWLOG, INFO commandstats).
+    pub fn measure(&self, client: &Blocked, start: bool) {
+        let f = if start {
+            self.measure_start
+        } else {
+            self.measure_end
+        };
+        if let Some(f) = f {
+            // SAFETY: the blocked client is live (owned by `client`).
+            unsafe { f(client.0) };
+        }
+    }
+
+    /// Records a latency event, as the server records its own slow events.
+    pub fn latency_sample(&self, event: &CStr, ms: i64) {
+        if let Some(f) = self.latency_add_sample {
+            // SAFETY: a NUL-terminated event name.
+            unsafe { f(event.as_ptr(), ms) };
+        }
+    }
+
+    /// Registers the `INFO sweep` callback (replacing the crate's default one).
+    pub fn register_info(&self, ctx: Ctx) -> Result<(), String> {
+        // SAFETY: as in `need!`.
+        let Some(register) = (unsafe { raw::RedisModule_RegisterInfoFunc }) else {
+            return Err("this server has no RedisModule_RegisterInfoFunc".into());
+        };
+        // SAFETY: `ctx` is the load context; the callback never unwinds.
+        if unsafe { register(ctx, Some(on_info)) } != raw::REDISMODULE_OK as c_int {
+            return Err("cannot register the INFO callback".into());
+        }
+        Ok(())
+    }
+
+    /// Adds the module's section and fields to `INFO`; the server prefixes each field with
+    /// `sweep_`.
+    fn info_section(&self, ctx: *mut raw::RedisModuleInfoCtx, fields: &[(&CStr, i64)]) {
+        // SAFETY: `ctx` is the info context of the callback; NULL names the section after the
+        // module; names are NUL-terminated.
+        unsafe {
+            (self.info_add_section)(ctx, ptr::null());
+            for (name, value) in fields {
+                (self.info_add_long_long)(ctx, name.as_ptr(), *value);
+            }
+        }
+    }
+
+    /// Replies with an array header (then the caller replies each element).
+    pub fn reply_array(&self, ctx: Ctx, len: usize) {
+        let n = std::os::raw::c_long::try_from(len).unwrap_or(0);
+        // SAFETY: `ctx` may reply.
+        unsafe { (self.reply_with_array)(ctx, n) };
+    }
+
     /// Blocks the calling client; its reply will be the `Reply` given to [`Blocked::unblock`].
     pub fn block(&self, ctx: Ctx) -> Option<Blocked> {
         // SAFETY: `ctx` is the command's context; the callbacks are `extern "C"` functions of
@@ -246,6 +409,10 @@ impl Api {
                 (self.reply_with_string_buffer)(ctx, name.as_ptr().cast(), name.len());
                 match value {
                     Value::Int(i) => (self.reply_with_long_long)(ctx, *i),
+                    Value::Double(d) => (self.reply_with_double)(ctx, *d),
+                    Value::Bytes(b) => {
+                        (self.reply_with_string_buffer)(ctx, b.as_ptr().cast(), b.len())
+                    }
                 };
             }
         }
@@ -265,9 +432,11 @@ impl Api {
 }
 
 /// A value in a reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
 }
 
 /// What a blocked client is answered with.
@@ -307,6 +476,12 @@ fn unblock_raw(bc: *mut raw::RedisModuleBlockedClient, reply: Reply) {
     // SAFETY: `bc` is a blocked client not yet unblocked (guaranteed by `Blocked`'s ownership);
     // the server hands `data` back to `reply_callback` and then to `free_reply`.
     unsafe { (api.unblock_client)(bc, data.cast()) };
+}
+
+extern "C" fn on_info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
+    if let Some(api) = api() {
+        api.info_section(ctx, &crate::jobs::info_fields());
+    }
 }
 
 extern "C" fn reply_callback(
@@ -372,11 +547,29 @@ impl Drop for Cursor {
     }
 }
 
+/// What a key must be, besides matching, to be deleted; checked when the sweep reaches it.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// A type name as `TYPE` gives it, lower case.
+    pub key_type: Option<Vec<u8>>,
+    /// Least idle time in milliseconds (`OBJECT IDLETIME` × 1000).
+    pub idle_ms: Option<i64>,
+    /// Count what would be deleted; delete nothing.
+    pub dryrun: bool,
+}
+
+impl Filters {
+    fn any(&self) -> bool {
+        self.key_type.is_some() || self.idle_ms.is_some() || self.dryrun
+    }
+}
+
 /// The keyspace of one database, as seen from one slice's context.
 pub struct Slice<'a> {
     pub api: &'a Api,
     pub ctx: Ctx,
     pub cursor: &'a Cursor,
+    pub filters: &'a Filters,
     /// Names deleted in this slice: replicated as one `UNLINK` when the slice ends.
     pub deleted: Vec<KeyName>,
 }
@@ -439,6 +632,20 @@ impl Keyspace for Slice<'_> {
     fn delete(&mut self, name: KeyName) -> KeyOutcome {
         let api = self.api;
         crate::jobs::expect_expiry();
+        if self.filters.any() {
+            match self.check(&name) {
+                Check::Passes if self.filters.dryrun => return KeyOutcome::Kept,
+                Check::Passes => {}
+                Check::Fails => return KeyOutcome::Filtered,
+                Check::Missing => {
+                    return if crate::jobs::expired_seen() {
+                        KeyOutcome::Expired
+                    } else {
+                        KeyOutcome::Gone
+                    }
+                }
+            }
+        }
         // SAFETY: `ctx` is the slice's context with the sweep's database selected; `name` is
         // a live string we hold a reference to. Opening for write expires the key if it is
         // due, which the server propagates and notifies itself.
@@ -474,7 +681,72 @@ impl Keyspace for Slice<'_> {
     }
 }
 
+/// The result of checking a key against the filters.
+enum Check {
+    Passes,
+    Fails,
+    Missing,
+}
+
+/// `TYPE`'s name for a key type, where the module API tells it.
+fn core_type_name(key_type: c_int) -> Option<&'static [u8]> {
+    let t = key_type as isize;
+    Some(match t {
+        raw::REDISMODULE_KEYTYPE_STRING => b"string",
+        raw::REDISMODULE_KEYTYPE_LIST => b"list",
+        raw::REDISMODULE_KEYTYPE_HASH => b"hash",
+        raw::REDISMODULE_KEYTYPE_SET => b"set",
+        raw::REDISMODULE_KEYTYPE_ZSET => b"zset",
+        raw::REDISMODULE_KEYTYPE_STREAM => b"stream",
+        _ => return None,
+    })
+}
+
 impl Slice<'_> {
+    /// Checks the filters on a key opened for reading without touching its LRU/LFU data, so a
+    /// key that stays is left exactly as it was (no `WATCH` signal, no access recorded).
+    fn check(&self, name: &KeyName) -> Check {
+        let api = self.api;
+        let mode = raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH;
+        // SAFETY: `ctx` has the sweep's database selected; `name` is live. Opening for read
+        // reclaims the key if it has expired, as any read does.
+        let key = unsafe { (api.open_key)(self.ctx, name.0, mode as c_int) };
+        if key.is_null() {
+            return Check::Missing;
+        }
+        let mut passes = true;
+        // SAFETY: `key` is the live handle opened above, closed once below.
+        let key_type = unsafe { (api.key_type)(key) };
+        if key_type == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
+            // SAFETY: as above.
+            unsafe { (api.close_key)(key) };
+            return Check::Missing;
+        }
+        if let Some(min) = self.filters.idle_ms {
+            let mut idle: raw::mstime_t = -1;
+            // SAFETY: as above; `idle` is a live out-parameter.
+            unsafe { (api.get_lru)(key, &mut idle) };
+            // -1: the server tracks LFU, not idle time (the policy changed mid-sweep).
+            passes = idle >= 0 && idle / 1000 >= min / 1000;
+        }
+        // SAFETY: as above.
+        unsafe { (api.close_key)(key) };
+        if passes {
+            if let Some(wanted) = &self.filters.key_type {
+                let actual = match core_type_name(key_type) {
+                    Some(name) => Some(name.to_vec()),
+                    None => api.type_name(self.ctx, name.0),
+                };
+                passes = actual.is_some_and(|a| a.eq_ignore_ascii_case(wanted));
+            }
+        }
+        if passes {
+            Check::Passes
+        } else {
+            Check::Fails
+        }
+    }
+
     /// Propagates this slice's deletions to replicas and the AOF as one `UNLINK`, in the
     /// execution unit of the slice.
     pub fn replicate(&mut self) {

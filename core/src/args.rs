@@ -1,21 +1,35 @@
-//! Parsing of `SWEEP.CLEAR pattern [COUNT n] [BATCH m]` into a typed struct, before anything runs.
+//! Parsing of the commands' arguments into typed structs, before anything runs.
 //!
-//! Keywords are case-insensitive, may come in any order and each may appear once, as in the
-//! server's own commands. Integers follow the server's strict rules (`string2ll`): no `+`, no
-//! spaces, no leading zeros.
+//! `SWEEP.CLEAR pattern [COUNT n] [BATCH m] [TYPE type] [IDLE seconds] [LIMIT max] [DRYRUN]
+//! [ASYNC]`: keywords are case-insensitive, may come in any order and each may appear once, as
+//! in the server's own commands. Integers follow the server's strict rules (`string2ll`): no
+//! `+`, no spaces, no leading zeros.
 
 use crate::error::SweepError;
 
 const COUNT: &str = "COUNT";
 const BATCH: &str = "BATCH";
+const TYPE: &str = "TYPE";
+const IDLE: &str = "IDLE";
+const LIMIT: &str = "LIMIT";
+const DRYRUN: &str = "DRYRUN";
+const ASYNC: &str = "ASYNC";
 
-/// What `SWEEP.CLEAR` was asked to do. Options left out are `None`: their defaults come from the
-/// module's configuration at the time the command runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `SWEEP.CLEAR` was asked to do. `count` and `batch` left out are `None`: their defaults
+/// come from the module's configuration at the time the command runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClearArgs {
     pub pattern: Vec<u8>,
     pub count: Option<u64>,
     pub batch: Option<u64>,
+    /// Only keys of this type (as `SCAN … TYPE` names it), compared case-insensitively.
+    pub key_type: Option<Vec<u8>>,
+    /// Only keys idle for at least this many seconds (as `OBJECT IDLETIME`).
+    pub idle: Option<u64>,
+    /// Stop after this many deletions.
+    pub limit: Option<u64>,
+    pub dryrun: bool,
+    pub run_async: bool,
 }
 
 impl ClearArgs {
@@ -25,14 +39,28 @@ impl ClearArgs {
         let pattern = rest.next().ok_or(SweepError::WrongArity)?.to_vec();
         let mut parsed = ClearArgs {
             pattern,
-            count: None,
-            batch: None,
+            ..ClearArgs::default()
         };
         while let Some(word) = rest.next() {
-            if word.eq_ignore_ascii_case(COUNT.as_bytes()) {
-                parsed.count = Some(positive(&parsed.count, COUNT, rest.next())?);
-            } else if word.eq_ignore_ascii_case(BATCH.as_bytes()) {
-                parsed.batch = Some(positive(&parsed.batch, BATCH, rest.next())?);
+            let is = |keyword: &str| word.eq_ignore_ascii_case(keyword.as_bytes());
+            if is(COUNT) {
+                parsed.count = Some(integer(&parsed.count, COUNT, 1, rest.next())?);
+            } else if is(BATCH) {
+                parsed.batch = Some(integer(&parsed.batch, BATCH, 1, rest.next())?);
+            } else if is(IDLE) {
+                parsed.idle = Some(integer(&parsed.idle, IDLE, 0, rest.next())?);
+            } else if is(LIMIT) {
+                parsed.limit = Some(integer(&parsed.limit, LIMIT, 0, rest.next())?);
+            } else if is(TYPE) {
+                if parsed.key_type.is_some() {
+                    return Err(SweepError::Repeated(TYPE));
+                }
+                let value = rest.next().ok_or(SweepError::MissingValue(TYPE))?;
+                parsed.key_type = Some(value.to_ascii_lowercase());
+            } else if is(DRYRUN) {
+                once(&mut parsed.dryrun, DRYRUN)?;
+            } else if is(ASYNC) {
+                once(&mut parsed.run_async, ASYNC)?;
             } else {
                 return Err(SweepError::UnknownOption(printable(word)));
             }
@@ -41,21 +69,37 @@ impl ClearArgs {
     }
 }
 
-/// The value of an option that takes an integer of 1 or more and may be given once.
-fn positive(
+/// `SWEEP.STATUS [id]` and `SWEEP.CANCEL id`: a job id, a positive integer.
+pub fn job_id(value: &[u8]) -> Result<u64, SweepError> {
+    match parse_i64(value) {
+        Some(n) if n >= 1 => u64::try_from(n).map_err(|_| SweepError::BadJobId),
+        _ => Err(SweepError::BadJobId),
+    }
+}
+
+fn once(flag: &mut bool, option: &'static str) -> Result<(), SweepError> {
+    if *flag {
+        return Err(SweepError::Repeated(option));
+    }
+    *flag = true;
+    Ok(())
+}
+
+/// The value of an option that takes an integer of `min` or more and may be given once.
+fn integer(
     seen: &Option<u64>,
     option: &'static str,
+    min: i64,
     value: Option<&[u8]>,
 ) -> Result<u64, SweepError> {
     if seen.is_some() {
         return Err(SweepError::Repeated(option));
     }
     let value = value.ok_or(SweepError::MissingValue(option))?;
+    let bad = SweepError::BadInteger { option, min };
     match parse_i64(value) {
-        Some(n) if n >= 1 => {
-            u64::try_from(n).map_err(|_| SweepError::BadInteger { option, min: 1 })
-        }
-        _ => Err(SweepError::BadInteger { option, min: 1 }),
+        Some(n) if n >= min => u64::try_from(n).map_err(|_| bad),
+        _ => Err(bad),
     }
 }
 
@@ -227,6 +271,83 @@ mod tests {
         ["a*", "BATCH", ""],
         "ERR BATCH must be a positive integer"
     );
+
+    err!(
+        idle_negative,
+        ["a*", "IDLE", "-1"],
+        "ERR IDLE must be an integer of 0 or more"
+    );
+    err!(
+        idle_text,
+        ["a*", "IDLE", "x"],
+        "ERR IDLE must be an integer of 0 or more"
+    );
+    err!(
+        limit_negative,
+        ["a*", "LIMIT", "-1"],
+        "ERR LIMIT must be an integer of 0 or more"
+    );
+    err!(
+        limit_twice,
+        ["a*", "LIMIT", "1", "LIMIT", "1"],
+        "ERR LIMIT given twice"
+    );
+    err!(
+        missing_limit_value,
+        ["a*", "LIMIT"],
+        "ERR LIMIT needs a value"
+    );
+    err!(missing_idle_value, ["a*", "IDLE"], "ERR IDLE needs a value");
+    err!(missing_type_value, ["a*", "TYPE"], "ERR TYPE needs a value");
+    err!(
+        type_twice,
+        ["a*", "TYPE", "hash", "type", "set"],
+        "ERR TYPE given twice"
+    );
+    err!(
+        dryrun_twice,
+        ["a*", "DRYRUN", "dryrun"],
+        "ERR DRYRUN given twice"
+    );
+    err!(
+        async_twice,
+        ["a*", "ASYNC", "ASYNC"],
+        "ERR ASYNC given twice"
+    );
+
+    #[test]
+    fn every_option_at_once() {
+        let a = parse(&[
+            "k:*", "dryrun", "TYPE", "Hash", "IDLE", "0", "LIMIT", "0", "async", "COUNT", "5",
+            "BATCH", "6",
+        ])
+        .unwrap();
+        assert_eq!(
+            a,
+            ClearArgs {
+                pattern: b"k:*".to_vec(),
+                count: Some(5),
+                batch: Some(6),
+                key_type: Some(b"hash".to_vec()),
+                idle: Some(0),
+                limit: Some(0),
+                dryrun: true,
+                run_async: true,
+            }
+        );
+    }
+
+    #[test]
+    fn job_ids_are_positive_integers() {
+        assert_eq!(job_id(b"1"), Ok(1));
+        assert_eq!(
+            job_id(b"9223372036854775807"),
+            Ok(9_223_372_036_854_775_807)
+        );
+        for bad in [&b"0"[..], b"-1", b"x", b"", b"01", b"1.0"] {
+            assert_eq!(job_id(bad), Err(SweepError::BadJobId));
+        }
+    }
 
     #[test]
     fn integers_follow_the_servers_rules() {

@@ -18,6 +18,12 @@ pub enum SweepError {
     MissingValue(&'static str),
     /// An option whose value is not an integer or is below its minimum.
     BadInteger { option: &'static str, min: i64 },
+    /// A job id that is not a positive integer.
+    BadJobId,
+    /// No job has this id (or it is no longer kept).
+    NoSuchJob(u64),
+    /// The job has already ended.
+    JobEnded(u64, &'static str),
     /// The caller cannot be blocked (MULTI, a script, a function or another module's call).
     CannotBlock,
     /// The node cannot run a sweep now (not a primary, a needed server API is missing, ...).
@@ -38,10 +44,15 @@ impl fmt::Display for SweepError {
                 0 => write!(f, "ERR {option} must be an integer of 0 or more"),
                 _ => write!(f, "ERR {option} must be an integer of {min} or more"),
             },
+            SweepError::BadJobId => write!(f, "ERR job id must be a positive integer"),
+            SweepError::NoSuchJob(id) => write!(f, "ERR no sweep with id {id}"),
+            SweepError::JobEnded(id, state) => {
+                write!(f, "ERR sweep {id} has already ended ({state})")
+            }
             SweepError::CannotBlock => write!(
                 f,
-                "ERR SWEEP.CLEAR blocks its caller until the sweep ends, which is not possible \
-                 inside MULTI, a script, a function or a module call"
+                "ERR SWEEP.CLEAR cannot block its caller inside MULTI, a script, a function or \
+                 a module call: add ASYNC to run it as a background job"
             ),
             SweepError::Unavailable(why) => write!(f, "ERR {why}"),
         }
@@ -71,6 +82,9 @@ mod tests {
             },
             SweepError::CannotBlock,
             SweepError::Unavailable("not now".into()),
+            SweepError::BadJobId,
+            SweepError::NoSuchJob(3),
+            SweepError::JobEnded(3, "done"),
         ];
         for e in all {
             let text = e.to_string();

@@ -21,6 +21,10 @@ pub enum KeyOutcome {
     /// It was no longer there (deleted by someone else since the scan found it, or a duplicate
     /// the scan reported twice).
     Gone,
+    /// It does not pass a filter (`TYPE`, `IDLE`) at this moment: not matched, left alone.
+    Filtered,
+    /// `DRYRUN`: it would have been deleted; left alone.
+    Kept,
 }
 
 /// What one call of the server's scan visited.
@@ -52,6 +56,8 @@ pub struct Limits {
     pub batch: u64,
     /// Most time per slice.
     pub slice: Duration,
+    /// Stop after this many deletions (`LIMIT`; with `DRYRUN`, keys that would be deleted).
+    pub limit: Option<u64>,
 }
 
 /// The counts a sweep reports.
@@ -116,6 +122,8 @@ pub struct Sweep<N> {
     /// Keys visited in the current scan step.
     step_visited: u64,
     scan_done: bool,
+    /// Keys deleted, or with `DRYRUN` that would have been: what `LIMIT` counts.
+    taken: u64,
     counts: Counts,
 }
 
@@ -127,6 +135,7 @@ impl<N> Sweep<N> {
             pending: VecDeque::new(),
             step_visited: 0,
             scan_done: false,
+            taken: 0,
             counts: Counts::default(),
         }
     }
@@ -146,7 +155,11 @@ impl<N> Sweep<N> {
 
     /// True when nothing is left to do.
     pub fn is_finished(&self) -> bool {
-        self.scan_done && self.pending.is_empty()
+        (self.scan_done && self.pending.is_empty()) || self.limit_reached()
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.limits.limit.is_some_and(|limit| self.taken >= limit)
     }
 
     /// Runs one slice: scan steps of `COUNT` visits, each followed by the deletion of what it
@@ -161,6 +174,9 @@ impl<N> Sweep<N> {
         let mut deleted = 0u64;
         let mut ops = 0u32;
         let end = loop {
+            if self.limit_reached() {
+                break SliceEnd::Finished;
+            }
             // Finish the current scan step before deleting, so that `COUNT` means what it
             // means for `SCAN`; then reach every key the step matched.
             let stepping = !self.scan_done && self.step_visited < self.limits.count;
@@ -174,6 +190,12 @@ impl<N> Sweep<N> {
                     KeyOutcome::Deleted => {
                         self.counts.matched += 1;
                         self.counts.deleted += 1;
+                        self.taken += 1;
+                        deleted += 1;
+                    }
+                    KeyOutcome::Kept => {
+                        self.counts.matched += 1;
+                        self.taken += 1;
                         deleted += 1;
                     }
                     KeyOutcome::Denied => {
@@ -184,7 +206,7 @@ impl<N> Sweep<N> {
                         self.counts.matched += 1;
                         self.counts.expired += 1;
                     }
-                    KeyOutcome::Gone => {}
+                    KeyOutcome::Gone | KeyOutcome::Filtered => {}
                 }
                 if deleted >= self.limits.batch {
                     break SliceEnd::Batch;
@@ -300,6 +322,7 @@ mod tests {
             count,
             batch,
             slice: Duration::from_millis(1),
+            limit: None,
         }
     }
 
@@ -484,6 +507,71 @@ mod tests {
             c.summary(7),
             "scanned 10, matched 4, deleted 3, denied 1, expired 0, elapsed_ms 7, slices 2"
         );
+    }
+
+    #[test]
+    fn limit_stops_after_that_many_deletions() {
+        let all = names("k", 500);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 7);
+        let mut sweep = Sweep::new(
+            Pattern::new(b"*"),
+            Limits {
+                limit: Some(123),
+                ..limits(50, 40)
+            },
+        );
+        run_to_end(&mut sweep, &mut ks);
+        assert_eq!(sweep.counts().deleted, 123);
+        assert_eq!(ks.keys.len(), 500 - 123);
+    }
+
+    #[test]
+    fn limit_zero_deletes_nothing() {
+        let all = names("k", 50);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 7);
+        let mut sweep = Sweep::new(
+            Pattern::new(b"*"),
+            Limits {
+                limit: Some(0),
+                ..limits(50, 40)
+            },
+        );
+        assert_eq!(sweep.run_slice(&mut ks, frozen()), SliceEnd::Finished);
+        assert_eq!(ks.keys.len(), 50);
+        assert_eq!(sweep.counts().scanned, 0);
+    }
+
+    #[test]
+    fn kept_and_filtered_keys_count_apart() {
+        struct Dry(Memory);
+        impl Keyspace for Dry {
+            type Name = Vec<u8>;
+            fn scan(&mut self, p: &Pattern, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
+                self.0.scan(p, found)
+            }
+            fn delete(&mut self, name: Vec<u8>) -> KeyOutcome {
+                // Odd names fail a filter; the rest would be deleted.
+                if name.last().is_some_and(|b| b % 2 == 1) {
+                    KeyOutcome::Filtered
+                } else {
+                    KeyOutcome::Kept
+                }
+            }
+        }
+        let all = names("k", 100);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Dry(Memory::new(&refs, 7));
+        let mut sweep = Sweep::new(Pattern::new(b"*"), limits(50, 40));
+        loop {
+            if sweep.run_slice(&mut ks, frozen()) == SliceEnd::Finished {
+                break;
+            }
+        }
+        let c = sweep.counts();
+        assert_eq!((c.scanned, c.matched, c.deleted), (100, 50, 0));
+        assert_eq!(ks.0.keys.len(), 100);
     }
 
     #[test]
