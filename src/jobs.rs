@@ -62,6 +62,9 @@ struct Job {
     cursor: Cursor,
     /// The blocked caller; `None` for `ASYNC` jobs.
     client: Option<Blocked>,
+    /// The caller's ACL user, looked up again in every slice (it may change or go). `None`
+    /// where the server has no per-key checks (the caller may write every key then).
+    user: Option<Vec<u8>>,
     started: Instant,
     /// Keys in the database when the sweep started, for `progress`.
     db_size: u64,
@@ -238,6 +241,19 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
             return Err(SweepError::Unavailable(LFU_ERROR.into()));
         }
     }
+    let user = if api.has_key_acl() {
+        Some(api.caller_name(ctx).ok_or_else(|| {
+            SweepError::Unavailable("cannot tell which user runs the command".into())
+        })?)
+    } else if api.caller_has_all_keys(ctx) == Some(true) {
+        None
+    } else {
+        return Err(SweepError::Unavailable(
+            "this server cannot check key permissions one by one (Redis 7.0+ can): here \
+             SWEEP.CLEAR needs a user that may access every key (allkeys)"
+                .into(),
+        ));
+    };
     let settings = config::current();
     let limits = Limits {
         count: args.count.unwrap_or(settings.count),
@@ -278,6 +294,7 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
             filters,
             cursor: Cursor::new(api),
             client,
+            user,
             started: Instant::now(),
             db_size: api.db_size(ctx),
             ending: None,
@@ -514,6 +531,20 @@ fn run_slice(api: &Api, ctx: Ctx, job: &mut Job, totals: &mut Totals) {
         )));
         return;
     }
+    // The user as it is now: ACL SETUSER or DELUSER may have run since the last slice.
+    let user = match &job.user {
+        Some(name) => match api.user(name) {
+            Some(user) => Some(user),
+            None => {
+                job.ending = Some(Ending::Aborted(format!(
+                    "user '{}' no longer exists",
+                    printable(name)
+                )));
+                return;
+            }
+        },
+        None => None,
+    };
     let before = job.sweep.counts();
     if let Some(client) = &job.client {
         api.measure(client, true);
@@ -523,6 +554,7 @@ fn run_slice(api: &Api, ctx: Ctx, job: &mut Job, totals: &mut Totals) {
         ctx,
         cursor: &job.cursor,
         filters: &job.filters,
+        user: user.as_ref(),
         deleted: Vec::new(),
     };
     let started = Instant::now();

@@ -84,6 +84,9 @@ pub struct Api {
     measure_start: Option<unsafe extern "C" fn(*mut raw::RedisModuleBlockedClient) -> c_int>,
     measure_end: Option<unsafe extern "C" fn(*mut raw::RedisModuleBlockedClient) -> c_int>,
     latency_add_sample: Option<unsafe extern "C" fn(*const c_char, raw::mstime_t)>,
+    create_string: unsafe extern "C" fn(Ctx, *const c_char, usize) -> Str,
+    /// 7.0+: per-key ACL checks.
+    acl: Option<AclApi>,
     /// Present from Redis 7.0: drives slices from the event loop. Without it, timers do.
     event_loop: Option<EventLoopApi>,
     create_timer: unsafe extern "C" fn(
@@ -92,6 +95,14 @@ pub struct Api {
         raw::RedisModuleTimerProc,
         *mut c_void,
     ) -> raw::RedisModuleTimerID,
+}
+
+#[derive(Clone, Copy)]
+struct AclApi {
+    current_user_name: unsafe extern "C" fn(Ctx) -> Str,
+    user_from_name: unsafe extern "C" fn(Str) -> *mut raw::RedisModuleUser,
+    free_user: unsafe extern "C" fn(*mut raw::RedisModuleUser),
+    check_key: unsafe extern "C" fn(*mut raw::RedisModuleUser, Str, c_int) -> c_int,
 }
 
 #[derive(Clone, Copy)]
@@ -131,6 +142,28 @@ impl Api {
                 unsafe { (raw::RedisModule_EventLoopAdd, raw::RedisModule_EventLoopDel) };
             match (add, del) {
                 (Some(add), Some(del)) => Some(EventLoopApi { add, del }),
+                _ => None,
+            }
+        };
+        // SAFETY: as in `need!`.
+        let acl = unsafe {
+            match (
+                raw::RedisModule_GetCurrentUserName,
+                raw::RedisModule_GetModuleUserFromUserName,
+                raw::RedisModule_FreeModuleUser,
+                raw::RedisModule_ACLCheckKeyPermissions,
+            ) {
+                (
+                    Some(current_user_name),
+                    Some(user_from_name),
+                    Some(free_user),
+                    Some(check_key),
+                ) => Some(AclApi {
+                    current_user_name,
+                    user_from_name,
+                    free_user,
+                    check_key,
+                }),
                 _ => None,
             }
         };
@@ -179,6 +212,8 @@ impl Api {
             measure_end: unsafe { raw::RedisModule_BlockedClientMeasureTimeEnd },
             // SAFETY: as in `need!`.
             latency_add_sample: unsafe { raw::RedisModule_LatencyAddSample },
+            create_string: need!(missing, RedisModule_CreateString),
+            acl,
             event_loop,
             create_timer: need!(missing, RedisModule_CreateTimer),
         };
@@ -253,6 +288,98 @@ impl Api {
             return &[];
         }
         std::slice::from_raw_parts(p.cast::<u8>(), len)
+    }
+
+    /// Whether the server can check a user's permission on each key (7.0+).
+    pub fn has_key_acl(&self) -> bool {
+        self.acl.is_some()
+    }
+
+    /// The name of the user the command runs as (7.0+; only in the command's own context).
+    pub fn caller_name(&self, ctx: Ctx) -> Option<Vec<u8>> {
+        let acl = self.acl?;
+        // SAFETY: `ctx` is the command's context, where the call is valid.
+        let name = unsafe { (acl.current_user_name)(ctx) };
+        if name.is_null() {
+            return None;
+        }
+        // SAFETY: `name` is a live string returned to us; we free it once.
+        let bytes = unsafe { self.bytes(name) }.to_vec();
+        // SAFETY: as above.
+        unsafe { (self.free_string)(ptr::null_mut(), name) };
+        Some(bytes)
+    }
+
+    /// For servers without per-key ACL checks (before 7.0): whether the calling client's user
+    /// may touch every key (`allkeys`), read from `ACL GETUSER`. `None` when it cannot be told.
+    pub fn caller_has_all_keys(&self, ctx: Ctx) -> Option<bool> {
+        // SAFETY: as in `need!`.
+        let (id_of, name_of) = unsafe {
+            (
+                raw::RedisModule_GetClientId?,
+                raw::RedisModule_GetClientUserNameById?,
+            )
+        };
+        // SAFETY: `ctx` is the command's context.
+        let name = unsafe { name_of(ctx, id_of(ctx)) };
+        if name.is_null() {
+            return None;
+        }
+        // SAFETY: "cs" takes a C string and a live string; the reply is freed below.
+        let reply = unsafe {
+            (self.call)(
+                ctx,
+                c"ACL".as_ptr(),
+                c"cs".as_ptr(),
+                c"GETUSER".as_ptr(),
+                name,
+            )
+        };
+        // SAFETY: the name was returned to us; freed once.
+        unsafe { (self.free_string)(ptr::null_mut(), name) };
+        if reply.is_null() {
+            return None;
+        }
+        // SAFETY: `reply` and its elements are live until it is freed below.
+        let found = unsafe {
+            let n = (self.call_reply_length)(reply);
+            let mut found = None;
+            for i in 0..n.saturating_sub(1) {
+                let field = self.reply_text((self.call_reply_element)(reply, i));
+                if field.as_deref() == Some("flags") {
+                    let flags = (self.call_reply_element)(reply, i + 1);
+                    let count = (self.call_reply_length)(flags);
+                    found = Some((0..count).any(|j| {
+                        self.reply_text((self.call_reply_element)(flags, j))
+                            .as_deref()
+                            == Some("allkeys")
+                    }));
+                }
+            }
+            found
+        };
+        // SAFETY: freed once.
+        unsafe { (self.free_call_reply)(reply) };
+        found
+    }
+
+    /// Looks a user up by name, as it is now. `None` once the user no longer exists.
+    pub fn user(&self, name: &[u8]) -> Option<User> {
+        let acl = self.acl?;
+        // SAFETY: creates a string from a live buffer; freed below.
+        let s = unsafe { (self.create_string)(ptr::null_mut(), name.as_ptr().cast(), name.len()) };
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: `s` is live; the user handle is freed by `User`'s drop.
+        let user = unsafe { (acl.user_from_name)(s) };
+        // SAFETY: freed once.
+        unsafe { (self.free_string)(ptr::null_mut(), s) };
+        if user.is_null() {
+            None
+        } else {
+            Some(User { ptr: user, acl })
+        }
     }
 
     /// Keys in the context's selected database.
@@ -547,6 +674,28 @@ impl Drop for Cursor {
     }
 }
 
+/// An ACL user, looked up for one slice.
+pub struct User {
+    ptr: *mut raw::RedisModuleUser,
+    acl: AclApi,
+}
+
+impl User {
+    /// Whether the user may delete the key (a write permission on it).
+    fn may_delete(&self, key: Str) -> bool {
+        let flags = raw::REDISMODULE_CMD_KEY_DELETE as c_int;
+        // SAFETY: `ptr` is a live user handle, `key` a live string.
+        unsafe { (self.acl.check_key)(self.ptr, key, flags) == raw::REDISMODULE_OK as c_int }
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        // SAFETY: obtained from `RedisModule_GetModuleUserFromUserName`, freed once.
+        unsafe { (self.acl.free_user)(self.ptr) };
+    }
+}
+
 /// What a key must be, besides matching, to be deleted; checked when the sweep reaches it.
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
@@ -570,6 +719,8 @@ pub struct Slice<'a> {
     pub ctx: Ctx,
     pub cursor: &'a Cursor,
     pub filters: &'a Filters,
+    /// The caller's user, when its permissions are checked key by key.
+    pub user: Option<&'a User>,
     /// Names deleted in this slice: replicated as one `UNLINK` when the slice ends.
     pub deleted: Vec<KeyName>,
 }
@@ -634,7 +785,6 @@ impl Keyspace for Slice<'_> {
         crate::jobs::expect_expiry();
         if self.filters.any() {
             match self.check(&name) {
-                Check::Passes if self.filters.dryrun => return KeyOutcome::Kept,
                 Check::Passes => {}
                 Check::Fails => return KeyOutcome::Filtered,
                 Check::Missing => {
@@ -645,6 +795,13 @@ impl Keyspace for Slice<'_> {
                     }
                 }
             }
+        }
+        if self.user.is_some_and(|u| !u.may_delete(name.0)) {
+            // Checked before the key is opened for writing: a key left alone is not touched.
+            return KeyOutcome::Denied;
+        }
+        if self.filters.dryrun {
+            return KeyOutcome::Kept;
         }
         // SAFETY: `ctx` is the slice's context with the sweep's database selected; `name` is
         // a live string we hold a reference to. Opening for write expires the key if it is
