@@ -329,7 +329,7 @@ pub fn status_all() -> Vec<Vec<(&'static str, Value)>> {
         let r = r.borrow();
         let mut all: Vec<Status> = r.jobs.iter().map(Status::of).collect();
         all.extend(r.history.iter().cloned());
-        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.sort_by_key(|s| std::cmp::Reverse(s.id));
         all.iter().map(Status::fields).collect()
     })
 }
