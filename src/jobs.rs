@@ -545,6 +545,8 @@ fn run_slice(api: &Api, ctx: Ctx, job: &mut Job, totals: &mut Totals) {
         },
         None => None,
     };
+    job.sweep
+        .set_slice_budget(Duration::from_micros(config::current().slice_us));
     let before = job.sweep.counts();
     if let Some(client) = &job.client {
         api.measure(client, true);

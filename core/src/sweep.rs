@@ -109,6 +109,10 @@ pub enum SliceEnd {
     Finished,
 }
 
+/// The largest scan step: the names one step matches are held until they are reached, so a
+/// larger `COUNT` would only hold more memory, never finish sooner.
+pub const MAX_STEP: u64 = 1_000_000;
+
 /// How many operations (scan calls or deletions) run between two reads of the clock. Each
 /// costs about a microsecond, so a slice overshoots its budget by a few microseconds at most.
 const OPS_PER_CLOCK_READ: u32 = 8;
@@ -131,13 +135,22 @@ impl<N> Sweep<N> {
     pub fn new(pattern: Pattern, limits: Limits) -> Sweep<N> {
         Sweep {
             pattern,
-            limits,
+            limits: Limits {
+                count: limits.count.clamp(1, MAX_STEP),
+                batch: limits.batch.max(1),
+                ..limits
+            },
             pending: VecDeque::new(),
             step_visited: 0,
             scan_done: false,
             taken: 0,
             counts: Counts::default(),
         }
+    }
+
+    /// Changes the time budget of the next slices (`CONFIG SET sweep.slice-us` mid-sweep).
+    pub fn set_slice_budget(&mut self, slice: Duration) {
+        self.limits.slice = slice;
     }
 
     pub fn counts(&self) -> Counts {
@@ -572,6 +585,14 @@ mod tests {
         let c = sweep.counts();
         assert_eq!((c.scanned, c.matched, c.deleted), (100, 50, 0));
         assert_eq!(ks.0.keys.len(), 100);
+    }
+
+    #[test]
+    fn huge_count_is_capped_so_memory_stays_bounded() {
+        let sweep: Sweep<Vec<u8>> = Sweep::new(Pattern::new(b"*"), limits(u64::MAX, u64::MAX));
+        assert_eq!(sweep.limits.count, MAX_STEP);
+        let sweep: Sweep<Vec<u8>> = Sweep::new(Pattern::new(b"*"), limits(0, 0));
+        assert_eq!((sweep.limits.count, sweep.limits.batch), (1, 1));
     }
 
     #[test]
