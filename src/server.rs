@@ -1025,9 +1025,11 @@ pub fn subscribe(ctx: Ctx, api: &Api) -> Result<(), String> {
         let Some(filter) = (unsafe { raw::RedisModule_RegisterCommandFilter }) else {
             return Err("this server has no RedisModule_RegisterCommandFilter".into());
         };
+        // NOSELF: the module's own calls (CONFIG GET, TYPE) are not client traffic.
+        let flags = raw::REDISMODULE_CMDFILTER_NOSELF as c_int;
         // SAFETY: `ctx` is the load context; the callback never unwinds and does not touch
         // the command.
-        if unsafe { filter(ctx, Some(on_command), 0) }.is_null() {
+        if unsafe { filter(ctx, Some(on_command), flags) }.is_null() {
             return Err("cannot register the command filter".into());
         }
     }
