@@ -27,6 +27,10 @@ test: build ## unit tests, then integration tests against the module just built 
 	cargo test --release -p sweep-core
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo test --release -p redis-sweep --test '*'
 
+.PHONY: test-memory
+test-memory: build ## the sweep-heavy tests with redis-server under valgrind: no errors, no module leaks
+	REDIS_SERVER=$(REDIS_SERVER) bash scripts/test-memory.sh
+
 lint: setup ## clippy with warnings as errors, and a rustfmt check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo fmt --all -- --check
@@ -37,6 +41,10 @@ fmt: ## format the code
 bench: build ## criterion benches of the matcher, then the end-to-end comparison (benches/e2e.rs)
 	cargo bench -p sweep-core
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo bench -p redis-sweep --bench e2e
+
+.PHONY: bench-load
+bench-load: build ## redis-benchmark (50 clients, SET/GET) alone and during sweeps of 1M keys (benches/load.rs)
+	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo bench -p redis-sweep --bench load
 
 servers: ## install more Redis/Valkey versions for compatibility runs, if ../shared/servers has the script
 	@if [ -f ../shared/servers/install-servers.sh ]; then \

@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ffi::c_void;
+use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
 
 use redis_module::raw;
@@ -169,16 +170,26 @@ struct Registry {
     totals: Totals,
 }
 
+impl Registry {
+    fn new() -> Registry {
+        Registry {
+            jobs: Vec::new(),
+            history: VecDeque::new(),
+            next_id: 1,
+            turn: 0,
+            driver: None,
+            totals: Totals::default(),
+        }
+    }
+}
+
+// `ManuallyDrop`: nothing of the module may run at process exit (a job's blocked client would be
+// unblocked after the server has begun exiting), and a thread-local with a destructor would also
+// keep the library from being unloaded. `deinit` empties the registry instead.
 thread_local! {
-    static REGISTRY: RefCell<Registry> = RefCell::new(Registry {
-        jobs: Vec::new(),
-        history: VecDeque::new(),
-        next_id: 1,
-        turn: 0,
-        driver: None,
-        totals: Totals::default(),
-    });
-    static SIGNALS: RefCell<Vec<Signal>> = const { RefCell::new(Vec::new()) };
+    static REGISTRY: ManuallyDrop<RefCell<Registry>> = ManuallyDrop::new(RefCell::new(Registry::new()));
+    static SIGNALS: ManuallyDrop<RefCell<Vec<Signal>>> =
+        const { ManuallyDrop::new(RefCell::new(Vec::new())) };
     static EXPIRED: Cell<bool> = const { Cell::new(false) };
     /// `latency-monitor-threshold` and when it was read.
     static LATENCY_THRESHOLD: Cell<Option<(Instant, i64)>> = const { Cell::new(None) };
@@ -212,6 +223,9 @@ pub fn deinit(api: &Api) -> Result<(), String> {
         if let Some(Driver::EventLoop { wakeup, .. }) = r.driver.take() {
             wakeup.close(api);
         }
+        // A module loaded again starts afresh, whether or not the library was unloaded.
+        *r = Registry::new();
+        SIGNALS.with(|s| s.borrow_mut().clear());
         Ok(())
     })
 }

@@ -1,0 +1,897 @@
+//! `make bench-load`: what other clients see while sweeps run. `redis-benchmark` (CLIENTS=50
+//! connections, SET then GET on `key:__rand_int__`, which never match the sweeps' patterns) runs
+//! alone, then while one `SWEEP.CLEAR image_proxy:*` deletes N_MATCH keys, then while ASYNC_JOBS
+//! `SWEEP.CLEAR ... ASYNC` jobs delete N_MATCH keys between them (disjoint prefixes). The sweeps
+//! alone, without the benchmark, give their wall time without load.
+//!
+//! SET and GET are separate `redis-benchmark` runs, each on a freshly loaded dataset with sweeps
+//! of its own (with `-t set,get` in one run a sweep would overlap only SET). The sweeps start as
+//! soon as every benchmark client has sent a request, so they run under the full load from their
+//! first slice, and the benchmark is sized to outlast them: `-n` is REQUESTS, or what lasts the
+//! longer of BENCH_SECONDS (4) and OUTLAST (3) times the longest sweep alone. The table says which
+//! share of the benchmark's time the sweeps ran, and the benchmark's throughput while they ran
+//! (the server's count of SET or GET calls between the sweeps' start and end).
+//!
+//! Checked, and fatal when wrong: `redis-benchmark` exits 0 (since 7.0 it exits at the first error
+//! reply; `-e` is gone) and prints only its CSV, nothing on stderr; the server's commandstats
+//! count exactly `-n` calls of the test's command, none rejected or failed; every sweep deletes
+//! exactly what it should, and every other key is still there. Figures are medians of RUNS runs;
+//! they are reported, never asserted.
+//!
+//! Environment: RUNS (3), N_MATCH (1000000), N_OTHER (1000000), VALUE_SIZE (100), CLIENTS (50),
+//! KEYSPACE (100000, redis-benchmark's -r), REQUESTS, BENCH_SECONDS, OUTLAST, ASYNC_JOBS (4),
+//! REDIS_BENCHMARK (redis-benchmark), REDIS_SERVER, REDIS_SWEEP_MODULE.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use redis::Value;
+
+const MATCH_PREFIX: &str = "image_proxy";
+const OTHER_PREFIX: &str = "session";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Config {
+    runs: usize,
+    n_match: usize,
+    n_other: usize,
+    size: usize,
+    clients: usize,
+    keyspace: usize,
+    jobs: usize,
+    bench_seconds: f64,
+    outlast: f64,
+    benchmark: String,
+}
+
+/// What runs in the server while (or instead of) the benchmark.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sweeps {
+    None,
+    /// One blocking `SWEEP.CLEAR image_proxy:*`, from its own thread and connection.
+    One,
+    /// `jobs` × `SWEEP.CLEAR image_proxy:J:* ASYNC`, each over N_MATCH / jobs keys.
+    Async(usize),
+}
+
+impl Sweeps {
+    /// The prefixes the matching keys are loaded under, with how many keys each.
+    fn prefixes(self, n_match: usize) -> Vec<(String, usize)> {
+        match self {
+            Sweeps::None | Sweeps::One => vec![(MATCH_PREFIX.to_string(), n_match)],
+            Sweeps::Async(jobs) => (0..jobs)
+                .map(|j| {
+                    // Spread the remainder so the total stays exactly n_match.
+                    let n = n_match / jobs + usize::from(j < n_match % jobs);
+                    (format!("{MATCH_PREFIX}:{j}"), n)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One test (`SET` or `GET`) as `redis-benchmark --csv` reports it.
+#[derive(Clone, Copy, Default)]
+struct Bench {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    /// Wall time of the `redis-benchmark` process.
+    wall: Duration,
+}
+
+#[derive(Clone, Copy, Default)]
+struct SweepRun {
+    /// From the first start to the last end.
+    wall: Duration,
+    deleted: u64,
+    /// Keys visited, all sweeps together: each sweep scans the whole keyspace.
+    scanned: u64,
+    /// The benchmark's calls per second while the sweeps ran (server-side count).
+    during_rps: Option<f64>,
+}
+
+// --- the dataset ---
+
+fn populate(con: &mut redis::Connection, n: usize, prefix: &str, size: usize) {
+    if n == 0 {
+        return;
+    }
+    redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(n)
+        .arg(prefix)
+        .arg(size)
+        .query::<()>(con)
+        .unwrap();
+}
+
+/// The name `redis-benchmark -r` gives `__rand_int__`: twelve digits, zero-padded.
+fn bench_key(i: usize) -> String {
+    format!("key:{i:012}")
+}
+
+/// FLUSHALL, then the matching keys under `prefixes`, N_OTHER `session:N` keys, and every key the
+/// benchmark may touch (`key:000000000000` ...), so GET hits and SET only overwrites: the number
+/// of keys the sweep must leave is known exactly.
+fn load(con: &mut redis::Connection, cfg: &Config, prefixes: &[(String, usize)]) {
+    redis::cmd("FLUSHALL").arg("SYNC").query::<()>(con).unwrap();
+    for (prefix, n) in prefixes {
+        populate(con, *n, prefix, cfg.size);
+    }
+    populate(con, cfg.n_other, OTHER_PREFIX, cfg.size);
+    let keys: Vec<usize> = (0..cfg.keyspace).collect();
+    let mut pipe = redis::pipe();
+    for chunk in keys.chunks(1000) {
+        let mut mset = redis::cmd("MSET");
+        for &i in chunk {
+            mset.arg(bench_key(i)).arg("xxx");
+        }
+        pipe.add_command(mset).ignore();
+    }
+    pipe.query::<()>(con).unwrap();
+    let size: usize = redis::cmd("DBSIZE").query(con).unwrap();
+    assert_eq!(size, cfg.n_match + kept(cfg), "dataset not loaded");
+}
+
+/// Keys no sweep may delete.
+fn kept(cfg: &Config) -> usize {
+    cfg.n_other + cfg.keyspace
+}
+
+/// After a sweep: nothing under `image_proxy:*` is left and every other key is there.
+fn verify_kept(con: &mut redis::Connection, cfg: &Config, what: &str) {
+    let left: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{MATCH_PREFIX}:*"))
+        .query(con)
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "{what}: {} `{MATCH_PREFIX}:*` keys left after the sweep",
+        left.len()
+    );
+    let size: usize = redis::cmd("DBSIZE").query(con).unwrap();
+    assert_eq!(
+        size,
+        kept(cfg),
+        "{what}: {} keys left, expected the {} other keys",
+        size,
+        kept(cfg)
+    );
+}
+
+// --- replies ---
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Double(d) => d.to_string(),
+        other => panic!("unexpected reply element {other:?}"),
+    }
+}
+
+/// A field-value reply (RESP2 flat array or RESP3 map), every value as text.
+fn fields(v: &Value) -> BTreeMap<String, String> {
+    match v {
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
+        Value::Array(items) => items
+            .chunks(2)
+            .map(|pair| (text(&pair[0]), text(&pair[1])))
+            .collect(),
+        other => panic!("expected a field-value reply, got {other:?}"),
+    }
+}
+
+fn field_u64(f: &BTreeMap<String, String>, name: &str) -> u64 {
+    f.get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no integer {name:?} in {f:?}"))
+}
+
+/// `(calls, rejected_calls + failed_calls)` of `command` from INFO commandstats. (Not
+/// `total_error_replies`: redis-rs sends CLIENT SETINFO on every connection, which 7.0 refuses.)
+fn command_stats(con: &mut redis::Connection, command: &str) -> (u64, u64) {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    let prefix = format!("cmdstat_{command}:");
+    let Some(line) = info.lines().find_map(|l| l.strip_prefix(prefix.as_str())) else {
+        return (0, 0);
+    };
+    let value = |name: &str| -> u64 {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        value("calls"),
+        value("rejected_calls") + value("failed_calls"),
+    )
+}
+
+/// How many calls of the benchmark's command the server has run, and when we asked.
+fn calls_now(con: &mut redis::Connection, test: Option<&str>) -> Option<(u64, Instant)> {
+    test.map(|t| (command_stats(con, t).0, Instant::now()))
+}
+
+/// The benchmark's throughput between two `calls_now`, as the server counted it.
+fn rate(from: Option<(u64, Instant)>, to: Option<(u64, Instant)>) -> Option<f64> {
+    let ((c0, t0), (c1, t1)) = (from?, to?);
+    Some((c1 - c0) as f64 / (t1 - t0).as_secs_f64())
+}
+
+// --- the sweeps ---
+
+/// The sweeps started before the benchmark: a thread that returns once they all ended.
+type Running = Option<thread::JoinHandle<SweepRun>>;
+
+/// Starts the sweeps. With a benchmark `test`, the thread also counts that command's calls from
+/// just before the sweeps start to just after they end: the benchmark's throughput while they ran.
+fn start_sweeps(server: &Server, sweeps: Sweeps, cfg: &Config, test: Option<&str>) -> Running {
+    let test = test.map(str::to_string);
+    let mut con = server.conn();
+    con.set_read_timeout(Some(Duration::from_secs(600)))
+        .unwrap();
+    match sweeps {
+        Sweeps::None => None,
+        Sweeps::One => {
+            let expected = cfg.n_match as u64;
+            let (tx, rx) = mpsc::channel();
+            let handle = thread::spawn(move || {
+                let from = calls_now(&mut con, test.as_deref());
+                tx.send(()).unwrap();
+                let t = Instant::now();
+                let reply: Value = redis::cmd("SWEEP.CLEAR")
+                    .arg(format!("{MATCH_PREFIX}:*"))
+                    .query(&mut con)
+                    .unwrap();
+                let wall = t.elapsed();
+                let to = calls_now(&mut con, test.as_deref());
+                let f = fields(&reply);
+                let deleted = field_u64(&f, "deleted");
+                assert_eq!(deleted, expected, "SWEEP.CLEAR replied {f:?}");
+                SweepRun {
+                    wall,
+                    deleted,
+                    scanned: field_u64(&f, "scanned"),
+                    during_rps: rate(from, to),
+                }
+            });
+            // The thread is about to send its command: the benchmark starts now.
+            rx.recv().unwrap();
+            Some(handle)
+        }
+        Sweeps::Async(_) => {
+            let from = calls_now(&mut con, test.as_deref());
+            let started = Instant::now();
+            let jobs: Vec<(u64, Instant, usize)> = sweeps
+                .prefixes(cfg.n_match)
+                .into_iter()
+                .map(|(prefix, n)| {
+                    let t = Instant::now();
+                    let id: u64 = redis::cmd("SWEEP.CLEAR")
+                        .arg(format!("{prefix}:*"))
+                        .arg("ASYNC")
+                        .query(&mut con)
+                        .unwrap();
+                    (id, t, n)
+                })
+                .collect();
+            Some(thread::spawn(move || {
+                // One SWEEP.STATUS every 10 ms, for the first job still running: a light load.
+                let deadline = Instant::now() + Duration::from_secs(600);
+                let mut ended = Vec::new();
+                for &(id, _, _) in &jobs {
+                    loop {
+                        let reply: Value =
+                            redis::cmd("SWEEP.STATUS").arg(id).query(&mut con).unwrap();
+                        let f = fields(&reply);
+                        if f.get("state").map(String::as_str) != Some("running") {
+                            ended.push(f);
+                            break;
+                        }
+                        assert!(Instant::now() < deadline, "job {id} still running: {f:?}");
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                let to = calls_now(&mut con, test.as_deref());
+                let mut end = started;
+                let mut deleted = 0;
+                let mut scanned = 0;
+                for ((id, t, expected), f) in jobs.into_iter().zip(ended) {
+                    let state = f.get("state").map(String::as_str);
+                    assert_eq!(state, Some("done"), "job {id}: {f:?}");
+                    let n = field_u64(&f, "deleted");
+                    assert_eq!(n, expected as u64, "job {id} deleted {n}: {f:?}");
+                    deleted += n;
+                    scanned += field_u64(&f, "scanned");
+                    end = end.max(t + Duration::from_millis(field_u64(&f, "elapsed_ms")));
+                }
+                SweepRun {
+                    wall: end - started,
+                    deleted,
+                    scanned,
+                    during_rps: rate(from, to),
+                }
+            }))
+        }
+    }
+}
+
+/// Waits for the sweeps to end.
+fn finish_sweeps(running: Running) -> Option<SweepRun> {
+    running.map(|h| h.join().expect("the sweep thread panicked"))
+}
+
+// --- redis-benchmark ---
+
+/// Starts `redis-benchmark -t test`.
+fn spawn_benchmark(
+    server: &Server,
+    cfg: &Config,
+    test: &str,
+    requests: usize,
+) -> (std::process::Child, Instant) {
+    let t = Instant::now();
+    let child = Command::new(&cfg.benchmark)
+        .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
+        .args(["-c", &cfg.clients.to_string()])
+        .args(["-n", &requests.to_string()])
+        .args(["-r", &cfg.keyspace.to_string()])
+        .args(["-t", test, "--csv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (apt-get install redis-tools)",
+                cfg.benchmark
+            )
+        });
+    (child, t)
+}
+
+/// Waits for `redis-benchmark` to end, checks it saw no error, and parses its CSV line.
+fn finish_benchmark(child: std::process::Child, t: Instant, test: &str) -> Bench {
+    let out = child.wait_with_output().unwrap();
+    let wall = t.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "redis-benchmark -t {test} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    // A header, then one line per test; anything else (an error message) is a failure.
+    let mut header: Vec<String> = Vec::new();
+    let mut row: Option<Vec<String>> = None;
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.starts_with('"'),
+            "redis-benchmark -t {test} printed a non-CSV line (an error?): {line}\n{stdout}"
+        );
+        let cells: Vec<String> = line
+            .split(',')
+            .map(|c| c.trim_matches('"').to_string())
+            .collect();
+        if cells[0] == "test" {
+            header = cells;
+        } else if cells[0].eq_ignore_ascii_case(test) {
+            row = Some(cells);
+        } else {
+            panic!("redis-benchmark -t {test} reported an unexpected test: {line}");
+        }
+    }
+    let row = row.unwrap_or_else(|| panic!("no {test} line from redis-benchmark:\n{stdout}"));
+    let cell = |name: &str| -> f64 {
+        let i = header.iter().position(|h| h == name).unwrap_or_else(|| {
+            panic!("redis-benchmark's CSV has no {name} column (it needs 7.0 or later): {header:?}")
+        });
+        row[i]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad {name} {:?}", row[i]))
+    };
+    Bench {
+        rps: cell("rps"),
+        p50: cell("p50_latency_ms"),
+        p99: cell("p99_latency_ms"),
+        max: cell("max_latency_ms"),
+        wall,
+    }
+}
+
+/// One measurement: load the dataset, start the sweeps, run the benchmark test (if any) and wait
+/// for the sweeps; check errors, counts and the keys left.
+fn measure(
+    server: &Server,
+    cfg: &Config,
+    sweeps: Sweeps,
+    test: Option<&str>,
+    requests: usize,
+) -> (Option<Bench>, Option<SweepRun>) {
+    let mut con = server.conn();
+    con.set_read_timeout(Some(Duration::from_secs(600)))
+        .unwrap();
+    load(&mut con, cfg, &sweeps.prefixes(cfg.n_match));
+    let before = test.map(|t| command_stats(&mut con, t));
+    let child = test.map(|t| spawn_benchmark(server, cfg, t, requests));
+    if let (Some(t), Some((calls0, _))) = (test, before) {
+        // The sweeps start once every benchmark client has sent a request, so that they run
+        // under the full load from their first slice.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while command_stats(&mut con, t).0 < calls0 + cfg.clients.min(requests) as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "redis-benchmark sent nothing in 30 s"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let running = start_sweeps(server, sweeps, cfg, test);
+    let bench = child.map(|(c, started)| finish_benchmark(c, started, test.unwrap()));
+    let sweep = finish_sweeps(running);
+    if let (Some(t), Some((calls0, errors0))) = (test, before) {
+        let (calls, errors) = command_stats(&mut con, t);
+        assert_eq!(
+            errors - errors0,
+            0,
+            "{t}: the server refused or failed {} calls",
+            errors - errors0
+        );
+        assert_eq!(
+            calls - calls0,
+            requests as u64,
+            "{t}: the server ran {} calls, redis-benchmark sent {requests}",
+            calls - calls0
+        );
+    }
+    if let Some(s) = sweep {
+        assert_eq!(
+            s.deleted, cfg.n_match as u64,
+            "the sweeps deleted {}",
+            s.deleted
+        );
+        verify_kept(&mut con, cfg, "after the sweep");
+    } else {
+        let size: usize = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        assert_eq!(size, cfg.n_match + kept(cfg), "keys lost without a sweep");
+    }
+    (bench, sweep)
+}
+
+// --- figures ---
+
+fn median_f(v: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn median_bench(runs: &[Bench]) -> Option<Bench> {
+    if runs.is_empty() {
+        return None;
+    }
+    Some(Bench {
+        rps: median_f(runs.iter().map(|b| b.rps)),
+        p50: median_f(runs.iter().map(|b| b.p50)),
+        p99: median_f(runs.iter().map(|b| b.p99)),
+        max: median_f(runs.iter().map(|b| b.max)),
+        wall: Duration::from_secs_f64(median_f(runs.iter().map(|b| b.wall.as_secs_f64()))),
+    })
+}
+
+/// The medians of the sweeps run during one test (or alone).
+#[derive(Clone, Copy)]
+struct SweepFig {
+    wall: f64,
+    deleted: u64,
+    scanned: u64,
+    during_rps: Option<f64>,
+}
+
+fn median_sweep(runs: &[SweepRun]) -> Option<SweepFig> {
+    if runs.is_empty() {
+        return None;
+    }
+    let rps: Vec<f64> = runs.iter().filter_map(|s| s.during_rps).collect();
+    Some(SweepFig {
+        wall: median_f(runs.iter().map(|s| s.wall.as_secs_f64())),
+        deleted: median_f(runs.iter().map(|s| s.deleted as f64)) as u64,
+        scanned: median_f(runs.iter().map(|s| s.scanned as f64)) as u64,
+        during_rps: (!rps.is_empty()).then(|| median_f(rps.into_iter())),
+    })
+}
+
+/// One scenario's medians.
+struct Row {
+    name: String,
+    set: Option<Bench>,
+    get: Option<Bench>,
+    /// The sweeps during SET and during GET, or the sweeps alone.
+    sweeps: Vec<SweepFig>,
+    kind: Sweeps,
+    load: bool,
+}
+
+fn bench_cells(b: Option<Bench>) -> (String, String) {
+    match b {
+        Some(b) => (
+            format!("{:.0}", b.rps),
+            format!("{:.3} / {:.3} / {:.3}", b.p50, b.p99, b.max),
+        ),
+        None => ("-".into(), "-".into()),
+    }
+}
+
+/// `f` of each sweep figure, joined with " / ", or "-".
+fn per_sweep(r: &Row, f: impl Fn(usize, &SweepFig) -> Option<String>) -> String {
+    let cells: Vec<String> = r
+        .sweeps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| f(i, s).unwrap_or_else(|| "-".into()))
+        .collect();
+    if cells.is_empty() {
+        "-".into()
+    } else {
+        cells.join(" / ")
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n| scenario | SET rps | SET p50 / p99 / max ms | GET rps | GET p50 / p99 / max ms \
+         | sweep wall s | sweep deleted | sweep scanned | benchmark time the sweep ran \
+         | rps while sweeping |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let (set_rps, set_lat) = bench_cells(r.set);
+        let (get_rps, get_lat) = bench_cells(r.get);
+        let bench_of = |i: usize| if i == 0 { r.set } else { r.get };
+        let walls = per_sweep(r, |_, s| Some(format!("{:.2}", s.wall)));
+        let deleted = per_sweep(r, |_, s| Some(s.deleted.to_string()));
+        let scanned = per_sweep(r, |_, s| Some(s.scanned.to_string()));
+        let share = per_sweep(r, |i, s| {
+            let b = bench_of(i)?;
+            Some(format!("{:.0}%", s.wall / b.wall.as_secs_f64() * 100.0))
+        });
+        let during = per_sweep(r, |_, s| s.during_rps.map(|x| format!("{x:.0}")));
+        let (share, during) = if r.load {
+            (share, during)
+        } else {
+            ("-".into(), "-".into())
+        };
+        println!(
+            "| {} | {set_rps} | {set_lat} | {get_rps} | {get_lat} | {walls} | {deleted} | {scanned} | {share} | {during} |",
+            r.name
+        );
+    }
+    println!(
+        "\nWith load, the sweep columns read \"during SET / during GET\". \"benchmark time the sweep \
+         ran\": the sweep's wall time over redis-benchmark's (over 100% means the sweep outlasted \
+         it). \"rps while sweeping\": the SET (GET) calls the server ran between the sweep's start \
+         and end (INFO commandstats), per second: the throughput during the sweep alone, while the \
+         rps column averages the whole benchmark. \"sweep scanned\": keys the sweeps visited, \
+         together: every sweep scans the whole keyspace, so sweeps over disjoint prefixes each visit \
+         all the keys. Latencies are redis-benchmark's, over the whole \
+         run (the sweep's share of it is the column above)."
+    );
+}
+
+/// Rows where a sweep outlasted its benchmark: the benchmark did not cover the whole sweep.
+fn print_overruns(rows: &[Row]) {
+    for r in rows.iter().filter(|r| r.load) {
+        for (i, s) in r.sweeps.iter().enumerate() {
+            let Some(b) = (if i == 0 { r.set } else { r.get }) else {
+                continue;
+            };
+            if s.wall > b.wall.as_secs_f64() {
+                println!(
+                    "NOTE: {} / {}: the sweep ({:.2} s) outlasted redis-benchmark ({:.2} s); its \
+                     \"rps while sweeping\" counts a tail without the benchmark. Raise OUTLAST.",
+                    r.name,
+                    if i == 0 { "SET" } else { "GET" },
+                    s.wall,
+                    b.wall.as_secs_f64()
+                );
+            }
+        }
+    }
+}
+
+fn change(base: f64, now: f64) -> String {
+    format!("{:+.1}%", (now / base - 1.0) * 100.0)
+}
+
+fn print_comparison(rows: &[Row]) {
+    let Some(base) = rows.first() else { return };
+    println!("\nAgainst the baseline (medians):");
+    for r in rows.iter().skip(1).filter(|r| r.load) {
+        for (i, (test, b, now)) in [("SET", base.set, r.set), ("GET", base.get, r.get)]
+            .into_iter()
+            .enumerate()
+        {
+            let (Some(b), Some(now)) = (b, now) else {
+                continue;
+            };
+            let during = r
+                .sweeps
+                .get(i)
+                .and_then(|s| s.during_rps)
+                .map(|x| format!(", {} while sweeping ({x:.0} rps)", change(b.rps, x)))
+                .unwrap_or_default();
+            println!(
+                "  {} / {test}: throughput {} over the run ({:.0} -> {:.0} rps){during}; \
+                 p99 {:.3} -> {:.3} ms; max {:.3} -> {:.3} ms",
+                r.name,
+                change(b.rps, now.rps),
+                b.rps,
+                now.rps,
+                b.p99,
+                now.p99,
+                b.max,
+                now.max
+            );
+        }
+    }
+    println!("\nSweep wall time under load against alone (medians):");
+    for r in rows.iter().filter(|r| r.load && r.kind != Sweeps::None) {
+        let Some(alone) = rows
+            .iter()
+            .find(|a| !a.load && a.kind == r.kind)
+            .and_then(|a| a.sweeps.first().copied())
+        else {
+            continue;
+        };
+        let under: Vec<String> = ["SET", "GET"]
+            .iter()
+            .zip(&r.sweeps)
+            .map(|(t, s)| format!("{:.2} s during {t} (x{:.2})", s.wall, s.wall / alone.wall))
+            .collect();
+        println!(
+            "  {}: {:.2} s alone, {}",
+            r.name,
+            alone.wall,
+            under.join(", ")
+        );
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores ({cpu})")
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn benchmark_version(bin: &str) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e} (apt-get install redis-tools)"))
+}
+
+/// One scenario: the sweeps, with the benchmark (SET then GET) or alone; its runs so far.
+struct Scenario {
+    name: String,
+    kind: Sweeps,
+    load: bool,
+    benches: [Vec<Bench>; 2],
+    sweeps: [Vec<SweepRun>; 2],
+}
+
+impl Scenario {
+    fn new(name: String, kind: Sweeps, load: bool) -> Scenario {
+        Scenario {
+            name,
+            kind,
+            load,
+            benches: [Vec::new(), Vec::new()],
+            sweeps: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// One run: SET then GET with load, the sweeps once without.
+    fn run(&mut self, server: &Server, cfg: &Config, requests: usize, r: usize) {
+        let tests: &[Option<&str>] = if self.load {
+            &[Some("set"), Some("get")]
+        } else {
+            &[None]
+        };
+        for (i, &test) in tests.iter().enumerate() {
+            let (bench, sweep) = measure(server, cfg, self.kind, test, requests);
+            let mut line = format!(
+                "[load] run {r}/{}: {}, {}:",
+                cfg.runs,
+                self.name,
+                test.unwrap_or("sweeps alone")
+            );
+            if let Some(b) = bench {
+                line += &format!(
+                    " {:.0} rps, p50 / p99 / max {:.3} / {:.3} / {:.3} ms, {:.2} s;",
+                    b.rps,
+                    b.p50,
+                    b.p99,
+                    b.max,
+                    b.wall.as_secs_f64()
+                );
+            }
+            if let Some(s) = sweep {
+                line += &format!(
+                    " sweep {:.2} s, deleted {}, scanned {}",
+                    s.wall.as_secs_f64(),
+                    s.deleted,
+                    s.scanned
+                );
+                if let Some(x) = s.during_rps {
+                    line += &format!(", {x:.0} rps while sweeping");
+                }
+            }
+            eprintln!("{line}");
+            self.benches[i].extend(bench);
+            self.sweeps[i].extend(sweep);
+        }
+    }
+
+    fn row(&self) -> Row {
+        Row {
+            name: self.name.clone(),
+            set: median_bench(&self.benches[0]),
+            get: median_bench(&self.benches[1]),
+            sweeps: self.sweeps.iter().filter_map(|s| median_sweep(s)).collect(),
+            kind: self.kind,
+            load: self.load,
+        }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    let cfg = Config {
+        runs: env_usize("RUNS", 3).max(1),
+        n_match: env_usize("N_MATCH", 1_000_000),
+        n_other: env_usize("N_OTHER", 1_000_000),
+        size: env_usize("VALUE_SIZE", 100),
+        clients: env_usize("CLIENTS", 50).max(1),
+        keyspace: env_usize("KEYSPACE", 100_000).max(1),
+        jobs: env_usize("ASYNC_JOBS", 4).max(1),
+        bench_seconds: env_f64("BENCH_SECONDS", 4.0),
+        outlast: env_f64("OUTLAST", 3.0),
+        benchmark: std::env::var("REDIS_BENCHMARK").unwrap_or_else(|_| "redis-benchmark".into()),
+    };
+    let bench_version = benchmark_version(&cfg.benchmark);
+
+    let server = Server::start();
+    let version = server
+        .info_field("server", "redis_version")
+        .unwrap_or_default();
+    println!(
+        "redis-sweep load bench: {} {version}, {bench_version}; medians of {} runs \
+         (the scenarios take turns within each run)",
+        server.server_name(),
+        cfg.runs
+    );
+    println!(
+        "machine: {}, load average {} at start. redis-benchmark runs on the same machine and \
+         competes with the server for these cores (and so does anything else running), so absolute \
+         figures are lower than on a dedicated server: compare the rows with each other.",
+        machine(),
+        loadavg()
+    );
+
+    let one = format!("SWEEP.CLEAR {MATCH_PREFIX}:*");
+    let many = format!(
+        "{} x SWEEP.CLEAR {MATCH_PREFIX}:J:* ASYNC ({} keys each)",
+        cfg.jobs,
+        cfg.n_match / cfg.jobs
+    );
+    let mut scenarios = [
+        Scenario::new("baseline: no sweep".into(), Sweeps::None, true),
+        Scenario::new(format!("during {one}"), Sweeps::One, true),
+        Scenario::new(format!("during {many}"), Sweeps::Async(cfg.jobs), true),
+        Scenario::new(format!("no load: {one}"), Sweeps::One, false),
+        Scenario::new(format!("no load: {many}"), Sweeps::Async(cfg.jobs), false),
+    ];
+
+    // -n: REQUESTS, or enough for the faster of SET and GET to last BENCH_SECONDS, and OUTLAST
+    // times the longest sweep alone (a sweep under load takes longer than alone).
+    let requests = match std::env::var("REQUESTS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse::<usize>().ok())
+    {
+        Some(n) => n.max(1),
+        None => {
+            eprintln!("[load] calibrating -n (not counted)");
+            let probe = 100_000;
+            let rps = ["set", "get"]
+                .iter()
+                .map(|t| {
+                    measure(&server, &cfg, Sweeps::None, Some(t), probe)
+                        .0
+                        .unwrap()
+                        .rps
+                })
+                .fold(0.0, f64::max);
+            let longest = [Sweeps::One, Sweeps::Async(cfg.jobs)]
+                .iter()
+                .filter_map(|&k| measure(&server, &cfg, k, None, 0).1)
+                .map(|s| s.wall.as_secs_f64())
+                .fold(0.0, f64::max);
+            let secs = cfg.bench_seconds.max(cfg.outlast * longest);
+            eprintln!(
+                "[load] {rps:.0} rps, longest sweep alone {longest:.2} s: -n for {secs:.1} s"
+            );
+            (((rps * secs) / 10_000.0).ceil() as usize * 10_000).max(probe)
+        }
+    };
+    println!(
+        "dataset, reloaded before every run: {} `{MATCH_PREFIX}:*` (under {} prefixes for the ASYNC \
+         sweeps) + {} `{OTHER_PREFIX}:*` strings of {} bytes + the {} `key:*` the benchmark uses. \
+         Load: redis-benchmark -c {} -n {requests} -r {} -t set, then -t get, each a run of its own \
+         with its own sweeps, started once all its clients are sending.",
+        cfg.n_match, cfg.jobs, cfg.n_other, cfg.size, cfg.keyspace, cfg.clients, cfg.keyspace
+    );
+
+    for r in 1..=cfg.runs {
+        for s in scenarios.iter_mut() {
+            s.run(&server, &cfg, requests, r);
+        }
+    }
+    let rows: Vec<Row> = scenarios.iter().map(Scenario::row).collect();
+
+    print_table(&rows);
+    print_overruns(&rows);
+    print_comparison(&rows);
+    println!(
+        "\nChecks passed in every run: redis-benchmark exited 0 with nothing but its CSV and \
+         nothing on stderr; the server ran exactly -n SET (GET) calls, none rejected or failed; \
+         each sweep deleted exactly {} keys, no `{MATCH_PREFIX}:*` key was left and all {} other \
+         keys were. Load average at the end: {}.",
+        cfg.n_match,
+        kept(&cfg),
+        loadavg()
+    );
+}
