@@ -8,7 +8,7 @@
 //! of its own (with `-t set,get` in one run a sweep would overlap only SET). The sweeps start as
 //! soon as every benchmark client has sent a request, so they run under the full load from their
 //! first slice, and the benchmark is sized to outlast them: `-n` is REQUESTS, or what lasts the
-//! longer of BENCH_SECONDS (4) and OUTLAST (3) times the longest sweep alone. The table says which
+//! longer of BENCH_SECONDS (4) and OUTLAST (2) times the longest sweep alone. The table says which
 //! share of the benchmark's time the sweeps ran, and the benchmark's throughput while they ran
 //! (the server's count of SET or GET calls between the sweeps' start and end).
 //!
@@ -799,7 +799,7 @@ fn main() {
         keyspace: env_usize("KEYSPACE", 100_000).max(1),
         jobs: env_usize("ASYNC_JOBS", 4).max(1),
         bench_seconds: env_f64("BENCH_SECONDS", 4.0),
-        outlast: env_f64("OUTLAST", 3.0),
+        outlast: env_f64("OUTLAST", 2.0),
         benchmark: std::env::var("REDIS_BENCHMARK").unwrap_or_else(|_| "redis-benchmark".into()),
     };
     let bench_version = benchmark_version(&cfg.benchmark);
