@@ -2,9 +2,9 @@
 //! time, their status, cancellation, history and totals.
 //!
 //! Everything here runs on the server's main thread: commands, event-loop hooks, timers and
-//! server events. State lives in thread-locals; callbacks from the server that may arrive while
-//! the registry is in use (a disconnect, a flush) only queue a [`Signal`], which the driver
-//! applies before its next slice.
+//! server events. State lives in thread-locals. Server callbacks (a disconnect, a flush) turn
+//! into a [`Signal`] that marks the running jobs at once, or, when it arrives while the registry
+//! is in use, is queued for the driver to apply before its next slice.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -46,7 +46,7 @@ impl Ending {
     }
 }
 
-/// Something that happened to the sweeps while the driver was not running.
+/// Something that happened that may end running sweeps.
 enum Signal {
     Disconnected(usize),
     Flushed(Option<i32>),
@@ -156,8 +156,8 @@ enum Driver {
         /// Whether the last tick gave its turn to clients.
         yielded: bool,
     },
-    /// Older servers: a 0 ms timer re-armed after each slice.
-    Timer { armed: bool },
+    /// Older servers: a 0 ms timer re-armed after each slice; the id of the pending one.
+    Timer { armed: Option<u64> },
 }
 
 struct Registry {
@@ -204,14 +204,14 @@ pub fn init(api: &Api) -> Result<(), String> {
             yielded: false,
         }
     } else {
-        Driver::Timer { armed: false }
+        Driver::Timer { armed: None }
     };
     REGISTRY.with(|r| r.borrow_mut().driver = Some(driver));
     Ok(())
 }
 
 /// Refuses to unload while sweeps run; otherwise releases the driver.
-pub fn deinit(api: &Api) -> Result<(), String> {
+pub fn deinit(api: &Api, ctx: Ctx) -> Result<(), String> {
     REGISTRY.with(|r| {
         let mut r = r.borrow_mut();
         if !r.jobs.is_empty() {
@@ -220,8 +220,10 @@ pub fn deinit(api: &Api) -> Result<(), String> {
                 r.jobs.len()
             ));
         }
-        if let Some(Driver::EventLoop { wakeup, .. }) = r.driver.take() {
-            wakeup.close(api);
+        match r.driver.take() {
+            Some(Driver::EventLoop { wakeup, .. }) => wakeup.close(api),
+            Some(Driver::Timer { armed: Some(id) }) => api.stop_timer(ctx, id),
+            _ => {}
         }
         // A module loaded again starts afresh, whether or not the library was unloaded.
         *r = Registry::new();
@@ -387,9 +389,8 @@ pub fn info_fields() -> Vec<(&'static std::ffi::CStr, i64)> {
 fn wake(api: &Api, ctx: Ctx, r: &mut Registry) {
     match &mut r.driver {
         Some(Driver::EventLoop { wakeup, .. }) => wakeup.set(true),
-        Some(Driver::Timer { armed }) if !*armed => {
-            api.arm_timer(ctx, on_timer);
-            *armed = true;
+        Some(Driver::Timer { armed }) if armed.is_none() => {
+            *armed = Some(api.arm_timer(ctx, on_timer));
         }
         _ => {}
     }
@@ -399,7 +400,7 @@ extern "C" fn on_timer(ctx: Ctx, _data: *mut c_void) {
     REGISTRY.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
             if let Some(Driver::Timer { armed }) = &mut r.driver {
-                *armed = false;
+                *armed = None;
             }
         }
     });
@@ -422,12 +423,24 @@ pub fn client_disconnected(handle: usize) {
     push_signal(Signal::Disconnected(handle));
 }
 
+/// Applies what happened to the jobs running now (it only marks them; the driver ends them).
+/// If the registry is in use (the event came from inside a slice), queue it for the driver.
+/// A signal must never wait for a later job: a flush before a sweep starts is not its business.
 fn push_signal(signal: Signal) {
-    SIGNALS.with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            s.push(signal);
+    let queued = REGISTRY.with(|r| match r.try_borrow_mut() {
+        Ok(mut r) => {
+            apply(&mut r, signal);
+            None
         }
+        Err(_) => Some(signal),
     });
+    if let Some(signal) = queued {
+        SIGNALS.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.push(signal);
+            }
+        });
+    }
 }
 
 /// Marks the start of a key's deletion: an expiration seen after this is that key's.

@@ -103,7 +103,7 @@ fn deinit(ctx: &Context) -> Status {
     let Some(api) = server::api() else {
         return Status::Ok;
     };
-    match jobs::deinit(api) {
+    match jobs::deinit(api, ctx.ctx) {
         Ok(()) => Status::Ok,
         Err(e) => {
             ctx.log_warning(&format!("redis-sweep refuses to unload: {e}"));

@@ -518,9 +518,19 @@ impl Api {
     }
 
     /// Arms a one-shot timer of 0 ms (the driver on servers without event-loop hooks).
-    pub fn arm_timer(&self, ctx: Ctx, callback: unsafe extern "C" fn(Ctx, *mut c_void)) {
+    pub fn arm_timer(&self, ctx: Ctx, callback: unsafe extern "C" fn(Ctx, *mut c_void)) -> u64 {
         // SAFETY: `ctx` is live; the callback never unwinds.
-        unsafe { (self.create_timer)(ctx, 0, Some(callback), ptr::null_mut()) };
+        unsafe { (self.create_timer)(ctx, 0, Some(callback), ptr::null_mut()) }
+    }
+
+    /// Stops a timer that has not fired. Needed before unloading: some servers (6.2) unload a
+    /// module with a pending timer, whose callback then jumps into unmapped code.
+    pub fn stop_timer(&self, ctx: Ctx, id: u64) {
+        // SAFETY: as in `need!`.
+        if let Some(stop) = unsafe { raw::RedisModule_StopTimer } {
+            // SAFETY: `ctx` is live; a NULL data pointer asks for nothing back.
+            unsafe { stop(ctx, id, ptr::null_mut()) };
+        }
     }
 
     /// Replies with a flat list of fields: a map in RESP3, field-value pairs in RESP2.

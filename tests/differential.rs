@@ -161,9 +161,27 @@ fn sweep_clear_deletes_what_keys_returns_for_hundreds_of_patterns() {
         .unwrap();
         let shown = String::from_utf8_lossy(pattern);
         let n = i64::try_from(expected.len()).unwrap();
-        assert_eq!(r["deleted"], n, "pattern {shown:?} (seed {seed}): {r:?}");
-        assert_eq!(r["matched"], n, "pattern {shown:?} (seed {seed})");
-        assert_eq!(r["scanned"], total, "pattern {shown:?} (seed {seed})");
+        if r["deleted"] != n {
+            // Name the keys in question before failing.
+            let left = keys_of(&mut con, b"*");
+            let deleted: BTreeSet<Vec<u8>> = all.difference(&left).cloned().collect();
+            let extra: Vec<String> = deleted
+                .difference(&expected)
+                .map(|k| format!("{:?}", String::from_utf8_lossy(k)))
+                .collect();
+            let missed: Vec<String> = expected
+                .difference(&deleted)
+                .map(|k| format!("{:?}", String::from_utf8_lossy(k)))
+                .collect();
+            panic!("pattern {shown:?} (seed {seed}): {r:?}; deleted but not in KEYS: {extra:?}; in KEYS but not deleted: {missed:?}");
+        }
+        assert_eq!(r["matched"], n, "pattern {shown:?} (seed {seed}): {r:?}");
+        // Every key is visited; a resize during the scan may report one twice (the SCAN
+        // guarantee), which Valkey 8.1's hash table does when deletions shrink it.
+        assert!(
+            r["scanned"] >= total,
+            "pattern {shown:?} (seed {seed}): {r:?}"
+        );
         let size: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
         assert_eq!(
             size,

@@ -87,7 +87,19 @@ fn pathological_patterns_match_as_keys_does_in_bounded_time() {
             format!("{}*", "a".repeat(49_999)).into_bytes(),
         ),
     ];
+    // Servers before the CVE-2024-31228 fix (6.2.16, 7.2.6, 7.4.1; Debian backports it) match
+    // past 1000 nested stars; the module never does. Ask the server which it is.
+    let guarded = keys_count(&mut con, "*a".repeat(1001).as_bytes()) == 0;
     for (name, pattern) in &patterns {
+        let nested = pattern.iter().filter(|&&b| b == b'*').count() > 1000;
+        if nested && !pattern.ends_with(b"*") && !guarded {
+            let r = clear(&mut con, &[pattern, b"DRYRUN"]).unwrap();
+            assert_eq!(
+                r["matched"], 0,
+                "{name}: more than 1000 nested stars never match"
+            );
+            continue;
+        }
         let expected = keys_count(&mut con, pattern);
         let prober = Prober::start(&server);
         let t = Instant::now();

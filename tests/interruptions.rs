@@ -223,6 +223,22 @@ fn a_node_that_becomes_a_replica_ends_its_sweeps() {
 }
 
 #[test]
+fn a_flush_before_a_sweep_starts_does_not_end_it() {
+    let server = Server::start();
+    let mut con = server.conn();
+    populate(&mut con, 1_000, "old:");
+    redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
+    redis::cmd("SWAPDB")
+        .arg(0)
+        .arg(1)
+        .query::<()>(&mut con)
+        .unwrap();
+    populate(&mut con, 1_000, "new:");
+    let r = clear(&mut con, &[b"new:*"]).unwrap();
+    assert_eq!(r["deleted"], 1_000);
+}
+
+#[test]
 fn several_sweeps_run_at_once() {
     let server = Server::start();
     let mut con = server.conn();
