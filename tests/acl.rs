@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::ops::dbsize;
 use std::time::Duration;
 
 use common::reply::clear;
@@ -16,10 +17,6 @@ fn fill(con: &mut redis::Connection) {
         pipe.cmd("SET").arg(format!("user:{i}")).arg(i).ignore();
     }
     pipe.query::<()>(con).unwrap();
-}
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
 }
 
 fn acl_setuser(con: &mut redis::Connection, rules: &[&str]) {

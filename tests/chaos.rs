@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::ops::{blocked_clients, dbsize, populate, start_async};
 use std::collections::BTreeSet;
 use std::thread;
 use std::time::Duration;
@@ -14,42 +15,14 @@ use redis::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn populate(con: &mut redis::Connection, n: usize, prefix: &str) {
-    redis::cmd("DEBUG")
-        .arg("POPULATE")
-        .arg(n)
-        .arg(prefix)
-        .query::<()>(con)
-        .unwrap();
-}
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
-}
-
 fn count(con: &mut redis::Connection, pattern: &str) -> usize {
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query(con).unwrap();
     keys.len()
 }
 
-fn blocked_clients(server: &Server) -> i64 {
-    server
-        .info_field("clients", "blocked_clients")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
-}
-
 fn ping(con: &mut redis::Connection) {
     let pong: String = redis::cmd("PING").query(con).unwrap();
     assert_eq!(pong, "PONG");
-}
-
-fn start_async(con: &mut redis::Connection, args: &[&str]) -> i64 {
-    let mut cmd = redis::cmd("SWEEP.CLEAR");
-    for a in args {
-        cmd.arg(*a);
-    }
-    cmd.arg("ASYNC").query(con).unwrap()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::ops::dbsize;
 use std::time::Duration;
 
 use common::reply::{clear, ordered, FIELDS};
@@ -15,10 +16,6 @@ fn fill(con: &mut redis::Connection, prefix: &str, n: usize) {
         pipe.cmd("SET").arg(format!("{prefix}{i}")).arg(i).ignore();
     }
     pipe.query::<()>(con).unwrap();
-}
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::ops::dbsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -14,10 +15,6 @@ use common::Server;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::Value;
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
-}
 
 fn keys_count(con: &mut redis::Connection, pattern: &[u8]) -> i64 {
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query(con).unwrap();

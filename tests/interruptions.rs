@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::ops::{blocked_clients, dbsize, populate};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -14,26 +15,6 @@ use common::reply::clear;
 use common::{wait_until, Server};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn populate(con: &mut redis::Connection, n: usize, prefix: &str) {
-    redis::cmd("DEBUG")
-        .arg("POPULATE")
-        .arg(n)
-        .arg(prefix)
-        .query::<()>(con)
-        .unwrap();
-}
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
-}
-
-fn blocked_clients(server: &Server) -> i64 {
-    server
-        .info_field("clients", "blocked_clients")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
-}
 
 type SweepResult = redis::RedisResult<BTreeMap<String, i64>>;
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use common::ops::{dbsize, job, populate, start_async, status, text, wait_done};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
@@ -12,63 +12,6 @@ use common::{wait_until, Server};
 use redis::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn populate(con: &mut redis::Connection, n: usize, prefix: &str) {
-    redis::cmd("DEBUG")
-        .arg("POPULATE")
-        .arg(n)
-        .arg(prefix)
-        .query::<()>(con)
-        .unwrap();
-}
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Double(d) => d.to_string(),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-/// A job's fields as text, from a RESP3 map or a RESP2 field-value array.
-fn job(v: &Value) -> BTreeMap<String, String> {
-    match v {
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
-        Value::Array(items) => items
-            .chunks(2)
-            .map(|p| (text(&p[0]), text(&p[1])))
-            .collect(),
-        other => panic!("expected a job, got {other:?}"),
-    }
-}
-
-fn status(con: &mut redis::Connection, id: i64) -> BTreeMap<String, String> {
-    let v: Value = redis::cmd("SWEEP.STATUS").arg(id).query(con).unwrap();
-    job(&v)
-}
-
-fn start_async(con: &mut redis::Connection, args: &[&str]) -> i64 {
-    let mut cmd = redis::cmd("SWEEP.CLEAR");
-    for a in args {
-        cmd.arg(*a);
-    }
-    cmd.arg("ASYNC").query(con).unwrap()
-}
-
-fn wait_done(con: &mut redis::Connection, id: i64) -> BTreeMap<String, String> {
-    let mut last = BTreeMap::new();
-    wait_until("the job to end", WAIT, || {
-        last = status(con, id);
-        last["state"] != "running"
-    });
-    last
-}
 
 #[test]
 fn async_replies_with_an_id_and_the_job_runs_to_the_end() {

@@ -2,14 +2,11 @@
 
 mod common;
 
+use common::ops::dbsize;
 use std::collections::BTreeSet;
 
 use common::reply::clear;
 use common::Server;
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
-}
 
 fn keys(con: &mut redis::Connection, pattern: &str) -> BTreeSet<String> {
     let found: Vec<String> = redis::cmd("KEYS").arg(pattern).query(con).unwrap();

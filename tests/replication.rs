@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::ops::dbsize;
 use std::time::Duration;
 
 use common::reply::clear;
@@ -10,10 +11,6 @@ use common::{wait_until, Server, ServerOptions};
 
 fn digest(con: &mut redis::Connection) -> String {
     redis::cmd("DEBUG").arg("DIGEST").query(con).unwrap()
-}
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
 }
 
 /// Keys of every core type, in two databases, written with real commands (so they replicate).
