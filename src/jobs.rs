@@ -372,7 +372,11 @@ pub fn cancel(ctx: Ctx, id: u64) -> Result<Vec<(&'static str, Value)>, SweepErro
 /// `INFO sweep`.
 pub fn info_fields() -> Vec<(&'static std::ffi::CStr, i64)> {
     REGISTRY.with(|r| {
-        let r = r.borrow();
+        // INFO also runs inside the server's crash report, which may come in the middle of a
+        // slice: then there is nothing safe to show.
+        let Ok(r) = r.try_borrow() else {
+            return Vec::new();
+        };
         let t = &r.totals;
         vec![
             (c"jobs_running", int(r.jobs.len() as u64)),
