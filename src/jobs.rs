@@ -270,6 +270,8 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
                 .into(),
         ));
     };
+    // Read `latency-monitor-threshold` afresh for each sweep (then at most once a second).
+    LATENCY_THRESHOLD.with(|cache| cache.set(None));
     let settings = config::current();
     let limits = Limits {
         count: args.count.unwrap_or(settings.count),
@@ -611,8 +613,8 @@ fn run_slice(api: &Api, ctx: Ctx, job: &mut Job, totals: &mut Totals) {
 }
 
 /// A slice longer than `latency-monitor-threshold` becomes a latency event, as the server's own
-/// slow events do. The threshold is read at most once a second, and only after a slice of a
-/// millisecond or more (the smallest threshold there is).
+/// slow events do. The threshold is read when a sweep starts, then at most once a second, and
+/// only after a slice of a millisecond or more (the smallest threshold there is).
 fn report_latency(api: &Api, ctx: Ctx, spent: Duration) {
     let ms = i64::try_from(spent.as_millis()).unwrap_or(i64::MAX);
     if ms < 1 {

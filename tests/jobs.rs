@@ -323,3 +323,46 @@ fn time_in_slices_shows_in_slowlog_and_commandstats() {
         .unwrap();
     assert!(total >= 20_000, "{line}");
 }
+
+#[test]
+fn slices_longer_than_the_latency_threshold_are_latency_events() {
+    let server = Server::start();
+    let mut con = server.conn();
+    if server.server_major_minor() < (7, 0) {
+        return; // no module configs to lengthen the slices
+    }
+    populate(&mut con, 300_000, "l");
+    for (name, value) in [
+        ("sweep.slice-us", "5000"),
+        ("sweep.batch", "1000000"),
+        ("latency-monitor-threshold", "2"),
+    ] {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    let r = clear(&mut con, &[b"l:*"]).unwrap();
+    assert_eq!(r["deleted"], 300_000);
+    let latest: Vec<Value> = redis::cmd("LATENCY").arg("LATEST").query(&mut con).unwrap();
+    let events = format!("{latest:?}");
+    assert!(events.contains("sweep-slice"), "{events}");
+
+    // With the monitor off (threshold 0) nothing is recorded.
+    redis::cmd("LATENCY")
+        .arg("RESET")
+        .query::<()>(&mut con)
+        .unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("latency-monitor-threshold")
+        .arg(0)
+        .query::<()>(&mut con)
+        .unwrap();
+    populate(&mut con, 300_000, "m");
+    clear(&mut con, &[b"m:*"]).unwrap();
+    let latest: Vec<Value> = redis::cmd("LATENCY").arg("LATEST").query(&mut con).unwrap();
+    assert!(!format!("{latest:?}").contains("sweep-slice"), "{latest:?}");
+}
