@@ -31,6 +31,10 @@ pub struct Api {
     string_ptr_len:
         unsafe extern "C" fn(*const raw::RedisModuleString, *mut usize) -> *const c_char,
     retain_string: unsafe extern "C" fn(Ctx, Str),
+    /// 6.0.7+: like `retain_string`, but copies a string the server may not let us keep (a
+    /// shared or stack object), so holding the scan's key name never depends on how the server
+    /// built it.
+    hold_string: Option<unsafe extern "C" fn(Ctx, Str) -> Str>,
     free_string: unsafe extern "C" fn(Ctx, Str),
     open_key: unsafe extern "C" fn(Ctx, Str, c_int) -> *mut raw::RedisModuleKey,
     key_type: unsafe extern "C" fn(*mut raw::RedisModuleKey) -> c_int,
@@ -173,6 +177,8 @@ impl Api {
             scan: need!(missing, RedisModule_Scan),
             string_ptr_len: need!(missing, RedisModule_StringPtrLen),
             retain_string: need!(missing, RedisModule_RetainString),
+            // SAFETY: as in `need!`.
+            hold_string: unsafe { raw::RedisModule_HoldString },
             free_string: need!(missing, RedisModule_FreeString),
             open_key: need!(missing, RedisModule_OpenKey),
             key_type: need!(missing, RedisModule_KeyType),
@@ -759,8 +765,18 @@ extern "C" fn scan_callback(
         // The server frees its own reference when the callback returns; keep one. No key is
         // deleted here: deleting inside the scan callback is a use-after-free.
         // SAFETY: `keyname` is live; a NULL context means a plain reference count.
-        unsafe { (data.api.retain_string)(ptr::null_mut(), keyname) };
-        data.found.push_back(KeyName(keyname));
+        let held = unsafe {
+            match data.api.hold_string {
+                Some(hold) => hold(ptr::null_mut(), keyname),
+                None => {
+                    (data.api.retain_string)(ptr::null_mut(), keyname);
+                    keyname
+                }
+            }
+        };
+        if !held.is_null() {
+            data.found.push_back(KeyName(held));
+        }
     }
 }
 
