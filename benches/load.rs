@@ -31,6 +31,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::ops::job;
 use common::Server;
 use redis::Value;
 
@@ -183,28 +184,6 @@ fn verify_kept(con: &mut redis::Connection, cfg: &Config, what: &str) {
 
 // --- replies ---
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Double(d) => d.to_string(),
-        other => panic!("unexpected reply element {other:?}"),
-    }
-}
-
-/// A field-value reply (RESP2 flat array or RESP3 map), every value as text.
-fn fields(v: &Value) -> BTreeMap<String, String> {
-    match v {
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
-        Value::Array(items) => items
-            .chunks(2)
-            .map(|pair| (text(&pair[0]), text(&pair[1])))
-            .collect(),
-        other => panic!("expected a field-value reply, got {other:?}"),
-    }
-}
-
 fn field_u64(f: &BTreeMap<String, String>, name: &str) -> u64 {
     f.get(name)
         .and_then(|v| v.parse().ok())
@@ -269,7 +248,7 @@ fn start_sweeps(server: &Server, sweeps: Sweeps, cfg: &Config, test: Option<&str
                     .unwrap();
                 let wall = t.elapsed();
                 let to = calls_now(&mut con, test.as_deref());
-                let f = fields(&reply);
+                let f = job(&reply);
                 let deleted = field_u64(&f, "deleted");
                 assert_eq!(deleted, expected, "SWEEP.CLEAR replied {f:?}");
                 SweepRun {
@@ -307,7 +286,7 @@ fn start_sweeps(server: &Server, sweeps: Sweeps, cfg: &Config, test: Option<&str
                     loop {
                         let reply: Value =
                             redis::cmd("SWEEP.STATUS").arg(id).query(&mut con).unwrap();
-                        let f = fields(&reply);
+                        let f = job(&reply);
                         if f.get("state").map(String::as_str) != Some("running") {
                             ended.push(f);
                             break;

@@ -19,6 +19,7 @@ use std::net::TcpStream;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use common::ops::{blocked_clients, dbsize, job, populate, start_async, status};
 use common::reply::{clear, fields};
 use common::{module_path, wait_until, Server, ServerOptions};
 use redis::Value;
@@ -34,26 +35,6 @@ fn enabled() -> bool {
         "memory_check: skipped; it runs under valgrind with SWEEP_VALGRIND=1 (make test-memory)"
     );
     false
-}
-
-fn populate(con: &mut redis::Connection, n: usize, prefix: &str) {
-    redis::cmd("DEBUG")
-        .arg("POPULATE")
-        .arg(n)
-        .arg(prefix)
-        .query::<()>(con)
-        .unwrap();
-}
-
-fn dbsize(con: &mut redis::Connection) -> i64 {
-    redis::cmd("DBSIZE").query(con).unwrap()
-}
-
-fn blocked_clients(server: &Server) -> i64 {
-    server
-        .info_field("clients", "blocked_clients")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
 }
 
 /// A few hundred keys of every core type under `prefix`, some of them large enough that UNLINK
@@ -121,43 +102,6 @@ fn error_of(con: &mut redis::Connection, args: &[&str]) -> String {
         Err(e) => e.to_string(),
         Ok(v) => panic!("{args:?} succeeded: {v:?}"),
     }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Double(d) => d.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// A job's fields as text, from a RESP3 map or a RESP2 field-value array.
-fn job(v: &Value) -> BTreeMap<String, String> {
-    match v {
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
-        Value::Array(items) => items
-            .chunks(2)
-            .map(|p| (text(&p[0]), text(&p[1])))
-            .collect(),
-        other => panic!("expected a job, got {other:?}"),
-    }
-}
-
-fn start_async(con: &mut redis::Connection, args: &[&str]) -> i64 {
-    let mut cmd = redis::cmd("SWEEP.CLEAR");
-    for a in args {
-        cmd.arg(*a);
-    }
-    cmd.arg("ASYNC")
-        .query(con)
-        .unwrap_or_else(|e| panic!("SWEEP.CLEAR {args:?} ASYNC: {e}"))
-}
-
-fn status(con: &mut redis::Connection, id: i64) -> BTreeMap<String, String> {
-    let v: Value = redis::cmd("SWEEP.STATUS").arg(id).query(con).unwrap();
-    job(&v)
 }
 
 fn wait_done(con: &mut redis::Connection, id: i64) -> BTreeMap<String, String> {
