@@ -5,8 +5,8 @@
 #   - a test fails,
 #   - a log reports errors ("ERROR SUMMARY: N errors", N > 0: invalid reads/writes, uses of
 #     uninitialised values, bad frees, and definitely-lost leak records),
-#   - a "definitely lost" or "indirectly lost" leak record has the module in its stack
-#     (libredis_sweep, redis_sweep, sweep_core),
+#   - a "definitely lost" or "indirectly lost" leak record has the module in its stack (see
+#     module_re below: unloaded, unnamed frames count as the module's),
 #   - a log has no summary (the server did not exit normally, so nothing was checked).
 # and prints how many server processes were checked, the errors and the bytes lost.
 #
@@ -94,7 +94,13 @@ fi
 
 # One line per log: file complete errors def_bytes ind_bytes poss_bytes mod_def mod_ind
 # mod_errors; the offending records go to $log_dir/problems.txt.
-module_re='libredis_sweep|redis_sweep|sweep_core'
+# A record is the module's when its stack names the module, or passes through the server's
+# module loader, unloader or command dispatcher, or through the module API (RM_*): allocations made
+# on the module's behalf. Also when a frame has no name and no file (`by 0x...: ???`): that is a
+# library valgrind could not name because it was unloaded before the report (MODULE UNLOAD), and
+# the module is the only library the tests unload. A stripped server binary names its file
+# (`??? (in /usr/bin/redis-server)`), so it does not count here.
+module_re='libredis_sweep|redis_sweep|sweep_core|moduleLoad|moduleUnload|RedisModuleCommandDispatcher|RM_[A-Za-z]+|: \\?\\?\\?(\n|$)'
 problems="$log_dir/problems.txt"
 : >"$problems"
 summary="$(

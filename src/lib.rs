@@ -8,9 +8,9 @@ mod jobs;
 mod metadata;
 mod server;
 
-use redis_module::{
-    redis_module, Context, RedisError, RedisResult, RedisString, RedisValue, Status,
-};
+use std::ffi::{c_int, CStr};
+
+use redis_module::{raw, Context, RedisError, RedisResult, RedisString, RedisValue, Status};
 use sweep_core::args::{job_id, ClearArgs};
 use sweep_core::error::SweepError;
 
@@ -112,21 +112,90 @@ fn deinit(ctx: &Context) -> Status {
     }
 }
 
-redis_module! {
-    name: "sweep",
-    version: 1,
-    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
-    data_types: [],
-    init: init,
-    deinit: deinit,
-    commands: [
-        // `write`: replicas answer -READONLY, CLIENT PAUSE WRITE and min-replicas apply. No
-        // `deny-script`: scripts may start ASYNC sweeps; a blocking one is refused by the
-        // command itself wherever the server cannot block (DENY_BLOCKING, MULTI, Lua flags).
-        // No `deny-oom`: deleting is how memory comes back.
-        ["sweep.clear", clear_command, "write", 0, 0, 0, ""],
-        ["sweep.status", status_command, "readonly fast", 0, 0, 0, ""],
-        // `write`: cancelling ends a job that writes; a replica has none to cancel anyway.
-        ["sweep.cancel", cancel_command, "write fast", 0, 0, 0, ""],
-    ],
+/// The Redis allocator for everything the module allocates, so `INFO memory` and `maxmemory` see it.
+#[global_allocator]
+static ALLOCATOR: redis_module::alloc::RedisAlloc = redis_module::alloc::RedisAlloc;
+
+/// The module's name on `MODULE LIST` and in `MODULE UNLOAD`.
+const NAME: &CStr = c"sweep";
+const VERSION: c_int = 1;
+
+type CommandHandler = fn(&Context, Vec<RedisString>) -> RedisResult;
+
+/// Decodes the arguments, runs the handler and sends what it returned (handlers that reply
+/// themselves return `NoReply`).
+fn dispatch(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    handler: CommandHandler,
+) -> c_int {
+    let context = Context::new(ctx);
+    let args = redis_module::decode_args(ctx, argv, argc);
+    context.reply(handler(&context, args)) as c_int
+}
+
+/// The `extern "C"` entry point the server calls for a command handler.
+macro_rules! entry_point {
+    ($name:ident, $handler:ident) => {
+        extern "C" fn $name(
+            ctx: *mut raw::RedisModuleCtx,
+            argv: *mut *mut raw::RedisModuleString,
+            argc: c_int,
+        ) -> c_int {
+            dispatch(ctx, argv, argc, $handler)
+        }
+    };
+}
+
+entry_point!(sweep_clear, clear_command);
+entry_point!(sweep_status, status_command);
+entry_point!(sweep_cancel, cancel_command);
+
+/// The commands and their flags.
+/// - `sweep.clear` is `write`: replicas answer -READONLY, CLIENT PAUSE WRITE and min-replicas
+///   apply. No `deny-script`: scripts may start ASYNC sweeps; a blocking one is refused by the
+///   command itself wherever the server cannot block (DENY_BLOCKING, MULTI, Lua flags). No
+///   `deny-oom`: deleting is how memory comes back.
+/// - `sweep.cancel` is `write`: cancelling ends a job that writes; a replica has none to cancel.
+const COMMANDS: [(&CStr, server::CommandFn, &CStr); 3] = [
+    (c"sweep.clear", sweep_clear, c"write"),
+    (c"sweep.status", sweep_status, c"readonly fast"),
+    (c"sweep.cancel", sweep_cancel, c"write fast"),
+];
+
+/// Called by the server on `loadmodule` / `MODULE LOAD`.
+///
+/// Written by hand rather than with the `redis_module!` macro of `redis-module` 2.0.8: the
+/// macro's load path keeps a detached thread-safe context for its logger (about 17 KB with its
+/// fake client) that nothing frees at unload, so every `MODULE UNLOAD` / `MODULE LOAD` cycle
+/// leaked it. The module logs through its own contexts and needs none of it.
+///
+/// # Safety
+/// Called by the server only, with its load context and arguments.
+#[no_mangle]
+pub unsafe extern "C" fn RedisModule_OnLoad(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    // SAFETY: `ctx` is the server's load context; this fills the API table first of all.
+    if !unsafe { server::init_module(ctx, NAME, VERSION) } {
+        return raw::REDISMODULE_ERR as c_int;
+    }
+    let context = Context::new(ctx);
+    let args = redis_module::decode_args(ctx, argv, argc);
+    for (name, handler, flags) in COMMANDS {
+        if let Err(e) = server::create_command(ctx, name, handler, flags) {
+            context.log_warning(&format!("redis-sweep cannot load: {e}"));
+            return raw::REDISMODULE_ERR as c_int;
+        }
+    }
+    init(&context, &args) as c_int
+}
+
+/// Called by the server on `MODULE UNLOAD`; a non-OK answer keeps the module loaded.
+#[no_mangle]
+pub extern "C" fn RedisModule_OnUnload(ctx: *mut raw::RedisModuleCtx) -> c_int {
+    deinit(&Context::new(ctx)) as c_int
 }

@@ -1127,3 +1127,47 @@ extern "C" fn on_expired(_ctx: Ctx, _type: c_int, _event: *const c_char, _key: S
     crate::jobs::expiry_seen();
     raw::REDISMODULE_OK as c_int
 }
+
+/// A command's entry point, as the server calls it.
+pub type CommandFn = extern "C" fn(Ctx, *mut Str, c_int) -> c_int;
+
+/// Fills the module API table and names the module: the first thing `RedisModule_OnLoad` does.
+///
+/// # Safety
+/// `ctx` must be the load context the server passed to `RedisModule_OnLoad`.
+pub unsafe fn init_module(ctx: Ctx, name: &CStr, version: c_int) -> bool {
+    // SAFETY: the caller passes the load context; `name` is NUL-terminated and outlives the call
+    // (the server copies it).
+    let status = unsafe {
+        raw::Export_RedisModule_Init(
+            ctx,
+            name.as_ptr(),
+            version,
+            raw::REDISMODULE_APIVER_1 as c_int,
+        )
+    };
+    status == raw::REDISMODULE_OK as c_int
+}
+
+/// Registers one command (no key arguments: the command finds its keys itself).
+pub fn create_command(
+    ctx: Ctx,
+    name: &CStr,
+    handler: CommandFn,
+    flags: &CStr,
+) -> Result<(), String> {
+    // SAFETY: as in `need!`; the API table was filled by `init_module`.
+    let Some(create) = (unsafe { raw::RedisModule_CreateCommand }) else {
+        return Err("this server has no RedisModule_CreateCommand".into());
+    };
+    // SAFETY: `ctx` is the load context; both strings are NUL-terminated and the server copies
+    // them; `handler` never unwinds.
+    let status = unsafe { create(ctx, name.as_ptr(), Some(handler), flags.as_ptr(), 0, 0, 0) };
+    if status != raw::REDISMODULE_OK as c_int {
+        return Err(format!(
+            "cannot create the command {}",
+            name.to_string_lossy()
+        ));
+    }
+    Ok(())
+}

@@ -23,6 +23,18 @@ const START_DEADLINE: Duration = Duration::from_secs(20);
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
 /// Long enough for any slow test step, short enough that a hang fails the test instead of CI.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How much longer every deadline is: under valgrind (`make test-memory` sets
+/// `SWEEP_VALGRIND=1`) a server runs 10-50 times slower, and a step that takes a second here
+/// takes a minute there; its exit (the leak report) takes seconds too.
+fn slow(d: Duration) -> Duration {
+    if std::env::var("SWEEP_VALGRIND").as_deref() == Ok("1") {
+        d * 10
+    } else {
+        d
+    }
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(5);
 /// Another process may take the port between our probe and the server's bind; retry on a new one.
@@ -87,8 +99,8 @@ impl Server {
     pub fn conn(&self) -> redis::Connection {
         let con = connect(self.port, CONNECT_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}\n{}", self.addr(), self.log()));
-        con.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        con.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+        con.set_read_timeout(Some(slow(READ_TIMEOUT))).unwrap();
+        con.set_write_timeout(Some(slow(READ_TIMEOUT))).unwrap();
         con
     }
 
@@ -132,7 +144,7 @@ impl Server {
     /// same directory, on the same port if that is still free.
     pub fn restart(&mut self) {
         let reply = redis::cmd("SHUTDOWN").query::<()>(&mut self.conn());
-        if wait_for_exit(&mut self.child, STOP_DEADLINE).is_none() {
+        if wait_for_exit(&mut self.child, slow(STOP_DEADLINE)).is_none() {
             panic!(
                 "server on {} did not exit after SHUTDOWN (reply: {reply:?})\n{}",
                 self.addr(),
@@ -157,10 +169,10 @@ impl Drop for Server {
         if matches!(self.child.try_wait(), Ok(None)) {
             // Best effort: if the server does not answer, it gets killed below anyway.
             if let Ok(mut con) = connect(self.port, CONNECT_TIMEOUT) {
-                let _ = con.set_read_timeout(Some(STOP_DEADLINE));
+                let _ = con.set_read_timeout(Some(slow(STOP_DEADLINE)));
                 let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<()>(&mut con);
             }
-            if wait_for_exit(&mut self.child, STOP_DEADLINE).is_none() {
+            if wait_for_exit(&mut self.child, slow(STOP_DEADLINE)).is_none() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }
@@ -304,7 +316,7 @@ fn spawn_ready(dir: &Path, port: u16, opts: &ServerOptions) -> Result<Child, Sta
             read("redis.log")
         )
     };
-    let deadline = Instant::now() + START_DEADLINE;
+    let deadline = Instant::now() + slow(START_DEADLINE);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let logs = logs();
@@ -328,7 +340,8 @@ fn spawn_ready(dir: &Path, port: u16, opts: &ServerOptions) -> Result<Child, Sta
             let _ = child.kill();
             let _ = child.wait();
             return Err(StartFailure::Died(format!(
-                "no PONG on port {port} within {START_DEADLINE:?}\n{}",
+                "no PONG on port {port} within {:?}\n{}",
+                slow(START_DEADLINE),
                 logs()
             )));
         }
