@@ -29,6 +29,10 @@ test: build ## unit tests, then integration tests against the module just built 
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo test --release -p redis-sweep --test '*'
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo test --release -p redis-sweep-cli
 
+.PHONY: test-tty
+test-tty: build ## the CLI in a real terminal (tmux): the bar moves on 2,000,000 keys, Ctrl-C cancels, `*` asks
+	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo test --release -p redis-sweep-cli --test tty -- --ignored
+
 .PHONY: test-memory
 test-memory: build ## the sweep-heavy tests with redis-server under valgrind: no errors, no module leaks
 	REDIS_SERVER=$(REDIS_SERVER) bash scripts/test-memory.sh

@@ -72,6 +72,7 @@ fn install_interrupt_handler() -> mpsc::Receiver<()> {
             std::process::exit(Exit::Interrupted as i32);
         }
         if presses >= 2 {
+            progress::restore_terminal();
             let id = JOB_ID.load(Ordering::SeqCst);
             eprintln!(
                 "\nredis-sweep: interrupted again: exiting without waiting; job {id} may still be \

@@ -1,9 +1,12 @@
 //! Showing a running job: a live bar on a terminal (indicatif), a plain line every few seconds
 //! otherwise, or nothing with `--quiet`. Everything goes to stderr; stdout keeps the result.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg, Termios};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::render::{bar_message, progress_line, shard_line};
 use crate::reply::Fields;
@@ -19,11 +22,9 @@ pub enum Progress {
     Quiet,
 }
 
+/// One bar; in a cluster sweep its message carries a line per shard under the counts.
 pub struct Bars {
-    multi: MultiProgress,
     main: ProgressBar,
-    /// One line per cluster shard, by node, created when `shards` first shows up.
-    shards: Vec<(String, ProgressBar)>,
     dry_run: bool,
 }
 
@@ -38,8 +39,8 @@ impl Progress {
                 dry_run,
             };
         }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-        let main = multi.add(ProgressBar::new(BAR_LEN));
+        let main =
+            ProgressBar::with_draw_target(Some(BAR_LEN), ProgressDrawTarget::stderr_with_hz(10));
         main.set_style(
             ProgressStyle::with_template(
                 "{spinner:.green} job {prefix} [{bar:30.cyan/blue}] {percent:>3}%  {msg}",
@@ -48,12 +49,8 @@ impl Progress {
             .progress_chars("█▉▊▋▌▍▎▏ "),
         );
         main.enable_steady_tick(Duration::from_millis(100));
-        Progress::Bar(Bars {
-            multi,
-            main,
-            shards: Vec::new(),
-            dry_run,
-        })
+        quiet_terminal();
+        Progress::Bar(Bars { main, dry_run })
     }
 
     /// The job has its id.
@@ -82,9 +79,7 @@ impl Progress {
     /// A line of news (Ctrl-C received…), printed without breaking the bar.
     pub fn note(&self, line: &str) {
         match self {
-            Progress::Bar(b) => {
-                let _ = b.multi.println(line);
-            }
+            Progress::Bar(b) => b.main.println(line),
             Progress::Plain { .. } => eprintln!("{line}"),
             Progress::Quiet => {}
         }
@@ -100,9 +95,6 @@ impl Progress {
             } else {
                 b.main.abandon();
             }
-            for (_, bar) in &b.shards {
-                bar.finish();
-            }
         }
     }
 }
@@ -111,22 +103,46 @@ impl Bars {
     fn update(&mut self, job: &Fields) {
         let progress = job.float("progress").unwrap_or(0.0).clamp(0.0, 1.0);
         self.main.set_position((progress * BAR_LEN as f64) as u64);
-        self.main.set_message(bar_message(job, self.dry_run));
+        let mut message = bar_message(job, self.dry_run);
         for shard in job.maps("shards") {
-            let node = shard.text("node").unwrap_or("?").to_string();
-            let line = shard_line(shard, self.dry_run);
-            match self.shards.iter().find(|(n, _)| *n == node) {
-                Some((_, bar)) => bar.set_message(line),
-                None => {
-                    let bar = self.multi.add(ProgressBar::new(1));
-                    bar.set_style(
-                        ProgressStyle::with_template("{msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    );
-                    bar.set_message(line);
-                    self.shards.push((node, bar));
-                }
-            }
+            message.push('\n');
+            message += &shard_line(shard, self.dry_run);
         }
+        self.main.set_message(message);
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// The terminal's settings before the bar turned its echo off.
+static SAVED_TERMINAL: Mutex<Option<Termios>> = Mutex::new(None);
+
+/// While the bar is drawn, the terminal does not echo what is typed: the `^C` it would print on
+/// Ctrl-C (and any key) lands in the middle of the bar and leaves a stale copy of it on screen.
+fn quiet_terminal() {
+    let stderr = std::io::stderr();
+    let Ok(saved) = tcgetattr(&stderr) else {
+        return;
+    };
+    let mut quiet = saved.clone();
+    quiet
+        .local_flags
+        .remove(LocalFlags::ECHO | LocalFlags::ECHOCTL);
+    if tcsetattr(&stderr, SetArg::TCSANOW, &quiet).is_ok() {
+        if let Ok(mut slot) = SAVED_TERMINAL.lock() {
+            *slot = Some(saved);
+        }
+    }
+}
+
+/// Puts the terminal's echo back; also called on the way out after a second Ctrl-C.
+pub fn restore_terminal() {
+    let saved = SAVED_TERMINAL.lock().ok().and_then(|mut s| s.take());
+    if let Some(saved) = saved {
+        let _ = tcsetattr(std::io::stderr(), SetArg::TCSANOW, &saved);
     }
 }
