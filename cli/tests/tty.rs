@@ -19,15 +19,16 @@ const WAIT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(20);
 const KEYS: usize = 2_000_000;
 
-/// A tmux server of its own (its own socket), with one window running a shell command; killed
-/// on drop.
+/// A tmux server of its own (its own socket file), with one window running a shell command;
+/// killed, and its socket removed, on drop.
 struct Tmux {
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 impl Tmux {
     fn run(name: &str, command: &str) -> Tmux {
-        let socket = format!("redis-sweep-test-{}-{name}", std::process::id());
+        let socket =
+            std::env::temp_dir().join(format!("redis-sweep-tmux-{}-{name}", std::process::id()));
         let tmux = Tmux { socket };
         // A shell that prints the exit code, then waits to be read; 100x24 like a small terminal.
         let shell = format!("{command}; echo exit=$?; sleep 600");
@@ -47,7 +48,7 @@ impl Tmux {
 
     fn cmd(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .arg("-L")
+            .arg("-S")
             .arg(&self.socket)
             .args(args)
             .env_remove("TMUX")
@@ -91,8 +92,11 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
             .output();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
