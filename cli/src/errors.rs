@@ -96,6 +96,13 @@ pub fn explain(err: &RedisError, ctx: &Context) -> Failure {
             ctx.addr
         ));
     }
+    if text.contains("certificate") || text.contains("tls handshake") || text.contains("TLS") {
+        return connection(format!(
+            "TLS with {} failed: {text}: for a private CA set SSL_CERT_FILE=/path/to/ca.pem; \
+             #insecure at the end of the URL skips the certificate check",
+            ctx.addr
+        ));
+    }
     if is_connection_error(err) {
         return connection(format!(
             "cannot talk to {}: {err}: is the server running there, and is -u/--url right?",
@@ -291,6 +298,23 @@ mod tests {
             RedisError::from(io),
             Exit::Connection,
             &["cannot talk to 127.0.0.1:6379", "server running"],
+        );
+    }
+
+    #[test]
+    fn tls_failures_say_how_to_trust_the_server() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        );
+        check(
+            RedisError::from(io),
+            Exit::Connection,
+            &[
+                "TLS with 127.0.0.1:6379 failed",
+                "SSL_CERT_FILE",
+                "#insecure",
+            ],
         );
     }
 

@@ -467,3 +467,88 @@ fn newer_options_run_or_are_refused_cleanly() {
     }
     assert_eq!(dbsize(&mut con), 1000, "dry runs delete nothing");
 }
+
+/// Makes a CA and a certificate for 127.0.0.1 signed by it, with `openssl`, in `dir`.
+fn make_certificates(dir: &std::path::Path) -> bool {
+    let sh = |script: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    sh(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+          -subj /CN=redis-sweep-test-ca \
+        && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+          -subj /CN=localhost \
+        && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext \
+        && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+          -out server.pem -days 2 -extfile ext",
+    )
+}
+
+/// `rediss://`: the CLI speaks TLS (rustls), checks the server's certificate against the
+/// system's roots or SSL_CERT_FILE, and `#insecure` skips the check.
+#[test]
+fn rediss_urls_connect_over_tls() {
+    let dir = std::env::temp_dir().join(format!("redis-sweep-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if !make_certificates(&dir) {
+        eprintln!("SKIPPED: openssl could not make test certificates");
+        return;
+    }
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let server = std::panic::catch_unwind(|| {
+        Server::start_with(ServerOptions {
+            extra_args: vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                file("server.pem"),
+                "--tls-key-file".into(),
+                file("server.key"),
+                "--tls-ca-cert-file".into(),
+                file("ca.pem"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            ..ServerOptions::default()
+        })
+    });
+    let Ok(server) = server else {
+        eprintln!(
+            "SKIPPED: {} does not start with TLS",
+            common::server_binary()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    let mut con = server.conn();
+    populate(&mut con, 1000, "tls");
+    let tls_url = format!("rediss://127.0.0.1:{tls_port}");
+
+    // The test CA is in no trust store: refused, with what to do.
+    let out = cli(&tls_url, &["status"]);
+    one_line_error(&out, 4, &["TLS with 127.0.0.1:", "SSL_CERT_FILE"]);
+
+    let trusted = run::cli_env(
+        &tls_url,
+        &["clear", "tls:*", "--json"],
+        &[("SSL_CERT_FILE", &file("ca.pem"))],
+    );
+    assert_eq!(trusted.code, 0, "{trusted:?}");
+    assert_eq!(json(&trusted.stdout)["deleted"], 1000);
+
+    let out = cli(&format!("{tls_url}/#insecure"), &["status", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,7 +22,12 @@ pub struct Output {
 
 /// Runs `redis-sweep -u URL args…` with stdin closed (not a terminal) to its end.
 pub fn cli(url: &str, args: &[&str]) -> Output {
-    Running::start(url, args).finish()
+    Running::start_env(url, args, &[]).finish()
+}
+
+/// The same with more environment variables.
+pub fn cli_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Running::start_env(url, args, env).finish()
 }
 
 pub struct Running {
@@ -34,12 +39,18 @@ pub struct Running {
 
 impl Running {
     pub fn start(url: &str, args: &[&str]) -> Running {
+        Running::start_env(url, args, &[])
+    }
+
+    pub fn start_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(BIN)
             .arg("-u")
             .arg(url)
             .args(args)
             .env_remove("REDIS_URL")
             .env_remove("REDISCLI_AUTH")
+            .env_remove("SSL_CERT_FILE")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
