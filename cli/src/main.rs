@@ -125,7 +125,8 @@ fn clear(cli: &Cli, args: &ClearArgs) -> Result<Exit, Failure> {
 
     let mut progress = Progress::new(std::io::stderr().is_terminal(), args.quiet, args.dry_run);
     progress.started(id, &describe(&module_args, target.db()));
-    let last = follow(&mut session, id, &mut progress, &interrupts)?;
+    let last =
+        follow(&mut session, id, &mut progress, &interrupts).map_err(|f| still_running(f, id))?;
     progress.finish(&last);
     print_result(&last, cli.conn.json, args.dry_run);
     Ok(Exit::of_state(last.text("state")))
@@ -166,6 +167,20 @@ fn describe(module_args: &[Vec<u8>], db: i64) -> String {
         })
         .collect();
     format!("SWEEP.CLEAR {} on db {db}", words.join(" "))
+}
+
+/// A failure after the job started: the job itself goes on without this tool.
+fn still_running(f: Failure, id: u64) -> Failure {
+    if f.message.contains(&format!("job {id} ")) {
+        return f;
+    }
+    Failure::new(
+        f.exit,
+        format!(
+            "{}; job {id} was started and may still be running (redis-sweep status {id})",
+            f.message
+        ),
+    )
 }
 
 /// Polls the job until it ends, showing progress; the first Ctrl-C cancels it. Returns the job's

@@ -396,6 +396,31 @@ fn errors_are_one_line_with_their_exit_code() {
         .unwrap();
     let out = cli(&u, &["clear", "k:*", "--user", "ops", "--pass", "pw"]);
     one_line_error(&out, 3, &["NOPERM", "ACL SETUSER ops +sweep.clear"]);
+    // Allowed to start a sweep but not to follow it: the error says the job runs on.
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "blind",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "-sweep.status",
+        ])
+        .query::<()>(&mut con)
+        .unwrap();
+    let out = cli(
+        &u,
+        &["clear", "k:*", "-q", "--user", "blind", "--pass", "pw"],
+    );
+    one_line_error(
+        &out,
+        3,
+        &[
+            "NOPERM",
+            "was started and may still be running (redis-sweep status",
+        ],
+    );
     let out = cli(&u, &["status", "--user", "ops", "--pass", "wrong"]);
     one_line_error(&out, 4, &["authentication to", "failed for user 'ops'"]);
     let out = cli(
