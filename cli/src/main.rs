@@ -84,14 +84,14 @@ fn install_interrupt_handler() -> mpsc::Receiver<()> {
     });
     if let Err(e) = installed {
         eprintln!("redis-sweep: cannot catch Ctrl-C ({e}); it will not cancel the job");
+        return rx;
     }
-    // The signal now goes to ctrlc's own thread only: this thread and those it starts block it.
+    // SIGINT now goes to ctrlc's own thread only: this thread and those it starts block it.
     // Otherwise it could land here during a read on the socket, which a read timeout makes fail
     // with EINTR instead of restarting (signal(7)), and a poll would look like a lost connection.
+    // (SIGTERM and SIGHUP keep their default: the tool ends, the ASYNC job runs on.)
     let mut set = SigSet::empty();
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(sig);
-    }
+    set.add(Signal::SIGINT);
     if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
         eprintln!("redis-sweep: cannot route Ctrl-C to its handler ({e})");
     }
