@@ -146,3 +146,36 @@ pub fn restore_terminal() {
         let _ = tcsetattr(std::io::stderr(), SetArg::TCSANOW, &saved);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::tests::cluster_job;
+
+    #[test]
+    fn the_bar_carries_a_line_per_shard() {
+        let mut bars = Bars {
+            main: ProgressBar::hidden(),
+            dry_run: false,
+        };
+        bars.main.set_length(BAR_LEN);
+        let job = Fields::from_value(&cluster_job(false)).unwrap();
+        bars.update(&job);
+        assert_eq!(bars.main.position(), BAR_LEN);
+        let message = bars.main.message();
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(lines.len(), 4, "{message}");
+        assert!(
+            lines[1].starts_with("  scanned 2,000,000  deleted 999,990"),
+            "{message}"
+        );
+        assert!(
+            lines[2].starts_with("  127.0.0.1:7000        done"),
+            "{message}"
+        );
+        assert!(
+            lines[3].starts_with("  127.0.0.1:7001        running"),
+            "{message}"
+        );
+    }
+}
