@@ -43,7 +43,7 @@ impl Progress {
             ProgressBar::with_draw_target(Some(BAR_LEN), ProgressDrawTarget::stderr_with_hz(10));
         main.set_style(
             ProgressStyle::with_template(
-                "{spinner:.green} job {prefix} [{bar:30.cyan/blue}] {percent:>3}%  {msg}",
+                "{spinner:.green} job {prefix} [{bar:25.cyan/blue}] {percent:>3}%  {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("█▉▊▋▌▍▎▏ "),
