@@ -192,6 +192,8 @@ fn follow(
     interrupts: &mpsc::Receiver<()>,
 ) -> Result<Fields, Failure> {
     let mut last: Option<Fields> = None;
+    // When the connection first failed, of the failures in a row.
+    let mut lost_since: Option<Instant> = None;
     loop {
         if interrupts.try_recv().is_ok() {
             progress.note(&format!(
@@ -201,6 +203,7 @@ fn follow(
         }
         match session.status(id) {
             Ok(job) => {
+                lost_since = None;
                 progress.update(&job);
                 if job.text("state") != Some("running") {
                     return Ok(job);
@@ -208,8 +211,12 @@ fn follow(
                 last = Some(job);
             }
             Err(f) if f.exit == Exit::Connection => {
+                let deadline = *lost_since.get_or_insert_with(Instant::now) + RECONNECT_FOR;
+                if Instant::now() >= deadline {
+                    return Err(f);
+                }
                 progress.note(&format!("redis-sweep: {}; reconnecting", f.message));
-                *session = reconnect(&session.target, id)?;
+                *session = reconnect(&session.target, id, deadline)?;
             }
             Err(f) if f.message.contains("no sweep with id") => {
                 // Finished jobs are kept for `sweep.history`; with 0 it is gone at once.
@@ -246,8 +253,7 @@ fn one_line(job: &Fields) -> String {
         .join(", ")
 }
 
-fn reconnect(target: &Target, id: u64) -> Result<Session, Failure> {
-    let deadline = Instant::now() + RECONNECT_FOR;
+fn reconnect(target: &Target, id: u64, deadline: Instant) -> Result<Session, Failure> {
     loop {
         match target.connect() {
             Ok(s) => return Ok(s),

@@ -577,3 +577,40 @@ fn rediss_urls_connect_over_tls() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The connection drops while the job runs: the tool reconnects and follows it to its end.
+#[test]
+fn a_dropped_connection_is_reopened() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let (run, id) = long_clear(&server, &[]);
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .query(&mut con)
+        .unwrap();
+    assert!(killed >= 1);
+    let out = run.finish();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("reconnecting"), "{out:?}");
+    let got = json(&out.stdout);
+    assert_eq!(
+        (got["id"].as_i64(), got["deleted"].as_i64()),
+        (Some(id), Some(300_000))
+    );
+}
+
+/// With `sweep.history 0` a finished job is forgotten at once: the tool cannot tell how it
+/// ended, and says so (exit code 1).
+#[test]
+fn a_forgotten_job_is_an_unknown_outcome() {
+    let server = Server::start();
+    let mut con = server.conn();
+    redis::cmd("CONFIG")
+        .arg(&["SET", "sweep.history", "0"])
+        .query::<()>(&mut con)
+        .unwrap();
+    populate(&mut con, 1000, "k");
+    let out = cli(&url(&server), &["clear", "k:*", "-q"]);
+    one_line_error(&out, 1, &["no longer lists it (is sweep.history 0?)"]);
+    assert_eq!(dbsize(&mut con), 0, "the sweep itself ran");
+}
