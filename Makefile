@@ -15,8 +15,9 @@ help: ## list the targets
 setup: ## install what is missing with apt-get: redis-server, libclang-dev, clang, pkg-config
 	bash scripts/setup.sh
 
-build: setup ## build the module: target/release/libredis_sweep.so
+build: setup ## build the module (target/release/libredis_sweep.so) and the CLI (target/release/redis-sweep)
 	cargo build --release
+	cargo build --release -p redis-sweep-cli
 
 run: build ## start redis-server in the foreground with redis.conf.example and the module, on PORT
 	$(REDIS_SERVER) redis.conf.example --port $(PORT)
@@ -26,6 +27,11 @@ run: build ## start redis-server in the foreground with redis.conf.example and t
 test: build ## unit tests, then integration tests against the module just built (REDIS_SERVER honoured)
 	cargo test --release -p sweep-core
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo test --release -p redis-sweep --test '*'
+	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo test --release -p redis-sweep-cli
+
+.PHONY: test-tty
+test-tty: build ## the CLI in a real terminal (tmux): the bar moves on 2,000,000 keys, Ctrl-C cancels, `*` asks
+	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo test --release -p redis-sweep-cli --test tty -- --ignored
 
 .PHONY: test-memory
 test-memory: build ## the sweep-heavy tests with redis-server under valgrind: no errors, no module leaks

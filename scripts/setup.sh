@@ -3,6 +3,7 @@
 #   redis-server/redis-cli  the integration tests and `make run` spawn a real server
 #   libclang-dev, clang     redis-module's bindgen parses redismodule.h at build time
 #   pkg-config, cc          build scripts and the linker
+#   tmux                    `make test-tty` runs the CLI in a real terminal
 # Idempotent: when everything is present it installs nothing and never runs `apt-get update`.
 set -euo pipefail
 
@@ -15,9 +16,11 @@ dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+# `make test-tty` runs the CLI in a real terminal.
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: nothing to install (redis-server, redis-cli, libclang, clang, pkg-config, cc present)"
+  echo "setup: nothing to install (redis-server, redis-cli, libclang, clang, pkg-config, cc, tmux present)"
   exit 0
 fi
 
