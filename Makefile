@@ -46,6 +46,10 @@ bench: build ## criterion benches of the matcher, then the end-to-end comparison
 bench-load: build ## redis-benchmark (50 clients, SET/GET) alone and during sweeps of 1M keys (benches/load.rs)
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo bench -p redis-sweep --bench load
 
+.PHONY: test-clients
+test-clients: build ## the client examples of examples/ (ioredis, node-redis, redis-py, redis-rs) against the module
+	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) bash scripts/test-clients.sh
+
 servers: ## install more Redis/Valkey versions for compatibility runs, if ../shared/servers has the script
 	@if [ -f ../shared/servers/install-servers.sh ]; then \
 		bash ../shared/servers/install-servers.sh all; \
