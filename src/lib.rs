@@ -80,6 +80,17 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
             return Status::Err;
         }
     };
+    // SPEC §7: Redis 7.0 and later. A server without the 7.0 event-loop API (6.x) is refused.
+    if !api.has_event_loop() {
+        let version = ctx.get_redis_version().map_or("unknown".into(), |v| {
+            format!("{}.{}.{}", v.major, v.minor, v.patch)
+        });
+        ctx.log_warning(&format!(
+            "redis-sweep cannot load: it needs Redis 7.0 or later (the 7.0 module API), \
+             and this server is Redis {version}"
+        ));
+        return Status::Err;
+    }
     let words: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
     let setup = config::register(ctx.ctx, &words)
         .and_then(|()| metadata::describe_commands(ctx.ctx))
@@ -114,7 +125,7 @@ fn deinit(ctx: &Context) -> Status {
 
 redis_module! {
     name: "sweep",
-    version: 1,
+    version: sweep_core::version::encode(env!("CARGO_PKG_VERSION")),
     allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
     data_types: [],
     init: init,
