@@ -2,7 +2,7 @@
 # make test-matrix: installs every server of scripts/install-servers.sh (or those in SERVERS),
 # runs the whole integration suite (tests/*.rs) against each, and prints one table:
 # server, version, tests passed / failed / skipped, time. A server older than Redis 7.0 runs only
-# tests/compat.rs, which checks that the module refuses to load there (SPEC §7).
+# the test of tests/compat.rs that checks the module refuses to load there (SPEC §7).
 #
 #   SERVERS="redis-7.0.15 valkey-9.1.2" make test-matrix     some servers only
 #
@@ -28,7 +28,7 @@ while read -r id path; do
   version=$("$path" --version | sed -n -E 's/.* v=([0-9.]+).*/\1/p')
   name=${id%%-*}
   if [ "${version%%.*}" -lt 7 ]; then
-    tests=(--test compat)
+    tests=(--test compat refuses_to_load)
     note="refuses to load (needs 7.0)"
   else
     tests=(--test '*')
