@@ -193,6 +193,7 @@ if [ "$1" = all ]; then set -- $(ids); fi
 command -v dpkg-deb >/dev/null && command -v apt-get >/dev/null || { log "needs apt-get and dpkg-deb (Debian)"; exit 1; }
 if ! "$PY" -m pip --version >/dev/null 2>&1; then
   sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
 fi
 mkdir -p "$SERVERS_DIR"
