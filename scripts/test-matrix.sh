@@ -53,5 +53,5 @@ done <<< "$list"
   echo "|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } | tee "$OUT/table.md"
-echo "skipped: tests marked #[ignore] (the client examples, which make test-clients runs). Logs: $OUT/ID.log"
+echo "skipped: tests marked #[ignore] (make test-clients and make test-dist run them). Logs: $OUT/ID.log"
 [ "$total_failed" = 0 ]
