@@ -61,7 +61,7 @@ servers: ## install the Redis, Valkey and Redict builds of the matrix (scripts/i
 dist: build ## dist/redis-sweep-VERSION-linux-x86_64.tar.gz: the module, redis.conf.example, README, LICENSE, SHA256SUMS
 	REDIS_SWEEP_MODULE=$(MODULE) bash scripts/dist.sh
 
-test-dist: dist ## load the packaged module (not the build tree's) into Redis 7.0 and the newest Valkey
+test-dist: dist ## the packaged module (not the build tree's) in Redis 7.0 and the newest Valkey; 6.2 refuses it
 	bash scripts/test-dist.sh
 
 clean: ## remove build output

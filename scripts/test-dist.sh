@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make test-dist: unpacks the package make dist built and runs tests/dist.rs with the packaged .so
 # (not the build tree's) in Redis 7.0 (Debian 12's redis-server, or DIST_REDIS) and in the newest
-# Valkey (installed by scripts/install-servers.sh, or DIST_VALKEY).
+# Valkey (installed by scripts/install-servers.sh, or DIST_VALKEY), and checks that Redis 6.2
+# refuses it with its log line (tests/compat.rs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VERSION=$(sed -n -E '/^\[package\]/,/^\[/ s/^version = "([^"]+)"/\1/p' Cargo.toml | head -n 1)
@@ -18,3 +19,7 @@ for server in "$redis" "$valkey"; do
   REDIS_SERVER=$server REDIS_SWEEP_MODULE=$PWD/target/dist-check/$NAME/libredis_sweep.so \
     cargo test --release -p redis-sweep --test dist -- --ignored
 done
+old=$(bash scripts/install-servers.sh redis-6.2.14 | awk '{ print $2 }')
+echo "test-dist: the packaged module refused by $("$old" --version | cut -d' ' -f1-3)"
+REDIS_SERVER_6=$old REDIS_SWEEP_MODULE=$PWD/target/dist-check/$NAME/libredis_sweep.so \
+  cargo test --release -p redis-sweep --test compat refuses_to_load
