@@ -52,12 +52,23 @@ bench: build ## criterion benches of the matcher, then the end-to-end comparison
 bench-load: build ## redis-benchmark (50 clients, SET/GET) alone and during sweeps of 1M keys (benches/load.rs)
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo bench -p redis-sweep --bench load
 
-servers: ## install more Redis/Valkey versions for compatibility runs, if ../shared/servers has the script
-	@if [ -f ../shared/servers/install-servers.sh ]; then \
-		bash ../shared/servers/install-servers.sh all; \
-	else \
-		echo "servers: ../shared/servers/install-servers.sh not found; nothing to do"; \
-	fi
+.PHONY: test-clients
+test-clients: build ## the client examples of examples/ (ioredis, node-redis, redis-py, redis-rs) against the module
+	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) bash scripts/test-clients.sh
+
+.PHONY: test-matrix
+test-matrix: build ## install Redis 6.2-8.6, Valkey 8.0-9.1, Redict (scripts/install-servers.sh); the suite on each; a table
+	REDIS_SWEEP_MODULE=$(MODULE) bash scripts/test-matrix.sh
+
+servers: ## install the Redis, Valkey and Redict builds of the matrix (scripts/install-servers.sh), print their paths
+	bash scripts/install-servers.sh all
+
+.PHONY: dist test-dist
+dist: build ## dist/redis-sweep-VERSION-linux-x86_64.tar.gz: the module, redis.conf.example, README, LICENSE, SHA256SUMS
+	REDIS_SWEEP_MODULE=$(MODULE) bash scripts/dist.sh
+
+test-dist: dist ## the packaged module (not the build tree's) in Redis 7.0 and the newest Valkey; 6.2 refuses it
+	bash scripts/test-dist.sh
 
 clean: ## remove build output
 	cargo clean

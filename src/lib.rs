@@ -80,6 +80,17 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
             return Status::Err;
         }
     };
+    // SPEC §7: Redis 7.0 and later. A server without the 7.0 event-loop API (6.x) is refused.
+    if !api.has_event_loop() {
+        let version = ctx.get_redis_version().map_or("unknown".into(), |v| {
+            format!("{}.{}.{}", v.major, v.minor, v.patch)
+        });
+        ctx.log_warning(&format!(
+            "redis-sweep cannot load: it needs Redis 7.0 or later (the 7.0 module API), \
+             and this server is Redis {version}"
+        ));
+        return Status::Err;
+    }
     let words: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
     let setup = config::register(ctx.ctx, &words)
         .and_then(|()| metadata::describe_commands(ctx.ctx))
@@ -89,12 +100,6 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     if let Err(e) = setup {
         ctx.log_warning(&format!("redis-sweep cannot load: {e}"));
         return Status::Err;
-    }
-    if !api.has_event_loop() {
-        ctx.log_notice(
-            "redis-sweep: this server has no event-loop hooks (Redis 7.0+); \
-             slices are driven by timers and sweeps run slower",
-        );
     }
     Status::Ok
 }
@@ -118,7 +123,8 @@ static ALLOCATOR: redis_module::alloc::RedisAlloc = redis_module::alloc::RedisAl
 
 /// The module's name on `MODULE LIST` and in `MODULE UNLOAD`.
 const NAME: &CStr = c"sweep";
-const VERSION: c_int = 1;
+/// `MODULE LIST`'s version: the crate's semver encoded as Redis modules do (1.2.3 is 10203).
+const VERSION: c_int = sweep_core::version::encode(env!("CARGO_PKG_VERSION"));
 
 type CommandHandler = fn(&Context, Vec<RedisString>) -> RedisResult;
 

@@ -19,7 +19,13 @@ fn module_names(server: &Server) -> Vec<String> {
 #[test]
 fn starts_with_the_module_loaded() {
     let server = Server::start();
-    assert_eq!(module_names(&server), ["sweep"]);
+    // Redis 8 loads modules of its own (vectorset): ours must be there, once.
+    let names = module_names(&server);
+    assert_eq!(
+        names.iter().filter(|n| *n == "sweep").count(),
+        1,
+        "{names:?}"
+    );
     assert_eq!(
         server.info_field("server", "process_id"),
         Some(server.pid.to_string())
@@ -32,7 +38,7 @@ fn starts_without_the_module_and_cleans_up() {
         load_module: false,
         ..Default::default()
     });
-    assert!(module_names(&server).is_empty());
+    assert!(!module_names(&server).iter().any(|n| n == "sweep"));
     let mut con = server.conn();
     redis::cmd("SET")
         .arg("k")

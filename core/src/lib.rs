@@ -6,3 +6,4 @@ pub mod args;
 pub mod error;
 pub mod glob;
 pub mod sweep;
+pub mod version;
