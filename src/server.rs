@@ -556,6 +556,13 @@ impl Api {
                     Value::Bytes(b) => {
                         (self.reply_with_string_buffer)(ctx, b.as_ptr().cast(), b.len())
                     }
+                    Value::List(items) => {
+                        self.reply_array(ctx, items.len());
+                        for item in items {
+                            self.reply_fields(ctx, item);
+                        }
+                        raw::REDISMODULE_OK as c_int
+                    }
                 };
             }
         }
@@ -580,6 +587,8 @@ pub enum Value {
     Int(i64),
     Double(f64),
     Bytes(Vec<u8>),
+    /// An array of nested field lists (the `shards` of a cluster job).
+    List(Vec<Vec<(&'static str, Value)>>),
 }
 
 /// What a blocked client is answered with.
@@ -623,7 +632,9 @@ fn unblock_raw(bc: *mut raw::RedisModuleBlockedClient, reply: Reply) {
 
 extern "C" fn on_info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
     if let Some(api) = api() {
-        api.info_section(ctx, &crate::jobs::info_fields());
+        let mut fields = crate::jobs::info_fields();
+        fields.extend(crate::cluster::info_fields());
+        api.info_section(ctx, &fields);
     }
 }
 
