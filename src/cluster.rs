@@ -501,13 +501,36 @@ thread_local! {
     static IGNORED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// A job of this node ended (called by `jobs.rs` while its registry is in use: only record).
-pub fn job_ended(id: u64, state: &'static str, counts: Counts, elapsed_ms: u64, reason: String) {
+/// A job of this node ended (called by `jobs.rs` while its registry is in use: only record,
+/// and run the timer soon if it is one of ours).
+pub fn job_ended(
+    ctx: Ctx,
+    id: u64,
+    state: &'static str,
+    counts: Counts,
+    elapsed_ms: u64,
+    reason: String,
+) {
+    let Some(f) = fns() else { return };
+    let ours = STATE.with(|s| match s.try_borrow() {
+        Ok(s) => {
+            s.coords.iter().any(|c| c.local_job == Some(id))
+                || s.served
+                    .iter()
+                    .any(|sv| matches!(sv.phase, Phase::Running { job } if job == id))
+        }
+        // Inside the timer (a cancel): it reads the queue on its next turn.
+        Err(_) => true,
+    });
+    if !ours {
+        return;
+    }
     ENDED.with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
             e.push((id, state, counts, elapsed_ms, reason));
         }
     });
+    wake_now(f, ctx);
 }
 
 /// A blocked client went away (only record: the timer cancels its sweep).

@@ -762,6 +762,7 @@ fn finish(api: &Api, ctx: Ctx, r: &mut Registry, mut job: Job) -> Status {
         client.unblock(reply);
     }
     crate::cluster::job_ended(
+        ctx,
         job.id,
         ending.state(),
         counts,
