@@ -750,6 +750,13 @@ pub fn clear(
     }))
 }
 
+/// Whether a sweep of `pattern` on this node visits keys with `SCAN … MATCH` (a pattern pinned
+/// to one slot, in cluster mode: from Redis 7.4 and Valkey 8 the server then visits only that
+/// slot, instead of the whole keyspace the module scan API walks).
+pub fn pinned(ctx: Ctx, pattern: &[u8]) -> bool {
+    fns().is_some_and(|f| in_cluster(f, ctx)) && pattern_slot(pattern).is_some()
+}
+
 /// The caller's ACL user name (the same rule as a local sweep).
 fn caller(api: &Api, ctx: Ctx) -> Result<Option<Vec<u8>>, SweepError> {
     if api.has_key_acl() {

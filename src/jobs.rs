@@ -380,13 +380,18 @@ fn launch(
         };
         let id = r.next_id;
         r.next_id += 1;
+        let cursor = if crate::cluster::pinned(ctx, &args.pattern) {
+            Cursor::by_command(&args.pattern, limits.count)
+        } else {
+            Cursor::new(api)
+        };
         r.jobs.push(Job {
             id,
             db,
             sweep: Sweep::new(Pattern::new(&args.pattern), limits),
             pattern: args.pattern,
             filters,
-            cursor: Cursor::new(api),
+            cursor,
             client,
             user,
             started: Instant::now(),
