@@ -570,3 +570,87 @@ fn refused_when_a_primary_cannot_take_part() {
     assert!(got["deleted"] > 0);
     let _ = primaries;
 }
+
+/// Resharding mid-sweep: a slot holding matching and other keys moves (`CLUSTER SETSLOT` +
+/// `MIGRATE`) from one primary to another while the sweep runs. Nothing crashes, nothing outside
+/// the pattern is touched, and a second sweep leaves no matching key anywhere.
+#[test]
+fn resharding_mid_sweep() {
+    let c = Cluster::start(ClusterOptions {
+        replicas_per_primary: 0,
+        ..ClusterOptions::default()
+    });
+    let primaries: Vec<&Server> = c.primaries();
+    let (from, to) = (primaries[1], primaries[2]);
+    let map = c.slot_map(from);
+    let tag = (0..10_000)
+        .map(|i| format!("m{i}"))
+        .find(|t| {
+            let slot = sweep_core::cluster::key_slot(t.as_bytes());
+            map.iter()
+                .any(|(a, b, p)| *p == from.port && (*a..=*b).contains(&slot))
+        })
+        .unwrap();
+    let slot = sweep_core::cluster::key_slot(tag.as_bytes());
+    c.load(&keys(&format!("f:{{{tag}}}:"), 2000));
+    c.load(&keys(&format!("keep:{{{tag}}}:"), 2000));
+    c.load(&keys("f:", 30000));
+    let (from_id, to_id) = (
+        c.ids[c.nodes.iter().position(|n| n.port == from.port).unwrap()].clone(),
+        c.ids[c.nodes.iter().position(|n| n.port == to.port).unwrap()].clone(),
+    );
+    let mut con = primaries[0].conn();
+    let id = start_async(&mut con, &["f:*", "COUNT", "1", "BATCH", "1"]);
+    let setslot = |node: &Server, args: &[&str]| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(slot);
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd.query::<()>(&mut node.conn()).unwrap();
+    };
+    setslot(to, &["IMPORTING", &from_id]);
+    setslot(from, &["MIGRATING", &to_id]);
+    let mut src = from.conn();
+    loop {
+        let batch: Vec<Vec<u8>> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(100)
+            .query(&mut src)
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(to.port)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&batch)
+            .query::<()>(&mut src)
+            .unwrap();
+    }
+    for node in &primaries {
+        setslot(node, &["NODE", &to_id]);
+    }
+    let s = wait_ended(&mut con, id);
+    let state = text(&s["state"]);
+    assert!(state == "done" || state == "aborted", "{s:?}");
+    c.wait_ok();
+    let kept: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("keep:{{{tag}}}:*"))
+        .query(&mut to.conn())
+        .unwrap();
+    assert_eq!(
+        kept.len(),
+        2000,
+        "keys outside the pattern moved, untouched"
+    );
+    let again = clear(&mut primaries[0].conn(), &["f:*"]).unwrap();
+    assert_eq!(again["nodes"], 3);
+    assert!(c.keys(b"f:*").is_empty());
+    assert_eq!(c.keys(b"keep:*").len(), 2000);
+}

@@ -1085,6 +1085,28 @@ mod tests {
     }
 
     #[test]
+    fn a_handed_over_share_waits_for_its_heir() {
+        let now = t0();
+        let mut c = three(now);
+        for n in ["a", "b", "c"] {
+            c.on_ready(n, true, "", now);
+        }
+        c.start(now);
+        c.on_final("a", ShareEnd::Done, counts(1), "", now);
+        c.on_final("b", ShareEnd::Done, counts(1), "", now);
+        assert!(c.on_final("c", ShareEnd::Handover, counts(4), "role", now));
+        assert!(!c.is_finished(), "a handover is not an end");
+        assert!(c.overdue(now + TIMEOUT / 2).is_empty());
+        assert_eq!(c.overdue(now + TIMEOUT), vec!["c".to_string()]);
+        assert!(c.take_over("c", "d".into(), "h:4".into(), now + TIMEOUT));
+        assert!(c.on_ready("d", true, "", now + TIMEOUT));
+        c.on_final("d", ShareEnd::Done, counts(2), "", now + TIMEOUT);
+        assert!(c.is_finished());
+        assert_eq!(c.sum().deleted, 8);
+        assert_eq!(c.nodes_done(), 3);
+    }
+
+    #[test]
     fn a_done_share_is_not_taken_over() {
         let now = t0();
         let mut c = three(now);
