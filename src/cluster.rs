@@ -531,7 +531,17 @@ pub fn job_ended(
         }
     });
     wake_now(f, ctx);
+    // Jobs end in the event loop's before-sleep hook, after the server has computed how long
+    // it will sleep: a timer armed now would wait for that sleep (up to the next periodic
+    // tick, measured at 50 ms per cluster sweep). A one-shot event wakes the loop at once.
+    // SAFETY: reading a pointer the server filled at load time.
+    if let Some(one_shot) = unsafe { raw::RedisModule_EventLoopAddOneShot } {
+        // SAFETY: main thread; the callback does nothing and never unwinds.
+        unsafe { one_shot(Some(wake_loop), ptr::null_mut()) };
+    }
 }
+
+extern "C" fn wake_loop(_data: *mut c_void) {}
 
 /// A blocked client went away (only record: the timer cancels its sweep).
 pub fn client_disconnected(handle: usize) {
