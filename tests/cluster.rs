@@ -654,3 +654,64 @@ fn resharding_mid_sweep() {
     assert!(c.keys(b"f:*").is_empty());
     assert_eq!(c.keys(b"keep:*").len(), 2000);
 }
+
+/// Valkey 9's atomic slot migration (`CLUSTER MIGRATESLOTS`) mid-sweep: allowed with the module
+/// loaded (it declares it handles it), and nothing outside the pattern is touched.
+#[test]
+fn atomic_slot_migration_on_valkey_9() {
+    if common::binary_version().0 < 9 || !common::server_binary().contains("valkey") {
+        eprintln!("skipped: CLUSTER MIGRATESLOTS needs Valkey 9");
+        return;
+    }
+    let c = Cluster::start(ClusterOptions {
+        replicas_per_primary: 0,
+        ..ClusterOptions::default()
+    });
+    let primaries: Vec<&Server> = c.primaries();
+    let (from, to) = (primaries[0], primaries[1]);
+    let map = c.slot_map(from);
+    let tag = (0..10_000)
+        .map(|i| format!("m{i}"))
+        .find(|t| {
+            let slot = sweep_core::cluster::key_slot(t.as_bytes());
+            map.iter()
+                .any(|(a, b, p)| *p == from.port && (*a..=*b).contains(&slot))
+        })
+        .unwrap();
+    let slot = sweep_core::cluster::key_slot(tag.as_bytes());
+    c.load(&keys(&format!("f:{{{tag}}}:"), 2000));
+    c.load(&keys(&format!("keep:{{{tag}}}:"), 2000));
+    c.load(&keys("f:", 30000));
+    let to_id = c.ids[c.nodes.iter().position(|n| n.port == to.port).unwrap()].clone();
+    let mut con = primaries[2].conn();
+    let id = start_async(&mut con, &["f:*", "COUNT", "1", "BATCH", "1"]);
+    redis::cmd("CLUSTER")
+        .arg("MIGRATESLOTS")
+        .arg("SLOTSRANGE")
+        .arg(slot)
+        .arg(slot)
+        .arg("NODE")
+        .arg(&to_id)
+        .query::<()>(&mut from.conn())
+        .unwrap();
+    wait_until("the slot to move", Duration::from_secs(60), || {
+        c.slot_map(from)
+            .iter()
+            .any(|(a, b, p)| *p == to.port && (*a..=*b).contains(&slot))
+    });
+    let s = wait_ended(&mut con, id);
+    let state = text(&s["state"]);
+    assert!(state == "done" || state == "aborted", "{s:?}");
+    c.wait_ok();
+    let kept: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("keep:{{{tag}}}:*"))
+        .query(&mut to.conn())
+        .unwrap();
+    assert_eq!(
+        kept.len(),
+        2000,
+        "keys outside the pattern moved, untouched"
+    );
+    clear(&mut primaries[2].conn(), &["f:*"]).unwrap();
+    assert!(c.keys(b"f:*").is_empty());
+}
