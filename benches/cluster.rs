@@ -120,9 +120,10 @@ fn main() {
     let pattern = "image_proxy:*";
 
     let (mut client, mut local_sum, mut local_max, mut fanout) = (vec![], vec![], vec![], vec![]);
+    let mut parallel = vec![];
     let mut local_each: Vec<Vec<Duration>> = vec![Vec::new(); primaries.len()];
     for run in 0..runs {
-        for approach in ["client", "local", "fanout"] {
+        for approach in ["client", "local", "parallel", "fanout"] {
             eprintln!("run {run}: loading {n_match} matching keys, then {approach}");
             load(&c, "image_proxy:", n_match);
             let deleted = match approach {
@@ -149,6 +150,24 @@ fn main() {
                     }
                     local_sum.push(sum);
                     local_max.push(max);
+                    d
+                }
+                "parallel" => {
+                    // LOCAL on the three primaries at once, from three clients: what the
+                    // machine gives three busy servers, without the cluster protocol.
+                    let ports: Vec<u16> = primaries.iter().map(|p| p.port).collect();
+                    let t = Instant::now();
+                    let threads: Vec<_> = ports
+                        .into_iter()
+                        .map(|port| {
+                            std::thread::spawn(move || {
+                                let mut con = common::cluster::conn_to(port);
+                                sweep(&mut con, &[pattern, "LOCAL"])
+                            })
+                        })
+                        .collect();
+                    let d = threads.into_iter().map(|h| h.join().unwrap()).sum();
+                    parallel.push(t.elapsed());
                     d
                 }
                 _ => {
@@ -209,6 +228,10 @@ fn main() {
             ms(median(each))
         );
     }
+    println!(
+        "| `SWEEP.CLEAR … LOCAL` on the three primaries at once (three clients) | {} |",
+        ms(median(parallel))
+    );
     println!("| `SWEEP.CLEAR` from one node (fan-out) | {} |", ms(fan));
     println!(
         "| fan-out / slowest single primary's LOCAL | {:.2}x |",
