@@ -1,5 +1,5 @@
 //! Module configs (SPEC §4): `sweep.count`, `sweep.batch`, `sweep.slice-us`, `sweep.max-jobs`,
-//! `sweep.history`.
+//! `sweep.history`, `sweep.cluster-timeout`.
 //!
 //! | config           | default | range              |
 //! |------------------|---------|--------------------|
