@@ -715,3 +715,40 @@ fn atomic_slot_migration_on_valkey_9() {
     clear(&mut primaries[2].conn(), &["f:*"]).unwrap();
     assert!(c.keys(b"f:*").is_empty());
 }
+
+/// A primary the cluster marks failed, with no replica to take over, is given up at once (not
+/// after `sweep.cluster-timeout`, set here far above the cluster's node timeout).
+#[test]
+fn a_failed_primary_without_replica_is_lost_at_once() {
+    let c = Cluster::start(ClusterOptions {
+        replicas_per_primary: 0,
+        sweep_timeout_ms: 600_000,
+        node_timeout_ms: 1000,
+        ..ClusterOptions::default()
+    });
+    let primaries: Vec<&Server> = c.primaries();
+    let (coordinator, victim) = (primaries[0], primaries[2]);
+    c.load(&keys("k:", 60000));
+    let port = coordinator.port;
+    let sweeper = thread::spawn(move || {
+        let mut con = common::cluster::conn_to(port);
+        clear(&mut con, &["k:*", "COUNT", "1", "BATCH", "1"])
+    });
+    wait_until("the victim's share to run", Duration::from_secs(30), || {
+        shares_on(victim)
+            .iter()
+            .any(|j| text(&j["state"]) == "running")
+    });
+    signal(victim, "STOP");
+    let err = sweeper.join().unwrap().unwrap_err().to_string();
+    signal(victim, "CONT");
+    assert!(err.contains("sweep incomplete"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} (lost: the cluster marked it failed and it has no replica)",
+            victim.addr()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("nodes 2"), "{err}");
+}
