@@ -585,6 +585,13 @@ pub fn deinit(ctx: Ctx) -> Result<(), String> {
             // SAFETY: a timer of this module that has not fired.
             unsafe { (f.stop_timer)(ctx, id, ptr::null_mut()) };
         }
+        // No message may reach a receiver in an unloaded library.
+        // SAFETY: reading a pointer the server filled at load time; a NULL callback
+        // unregisters the type.
+        if let Some(register) = unsafe { raw::RedisModule_RegisterClusterMessageReceiver } {
+            // SAFETY: `ctx` is the unload context.
+            unsafe { register(ctx, MESSAGE_TYPE, None) };
+        }
         *s = State::default();
         Ok(())
     })
