@@ -326,6 +326,18 @@ fn sweeps_the_whole_cluster() {
     });
     let v: Value = redis::cmd("SWEEP.CANCEL").arg(id).query(&mut con).unwrap();
     assert_eq!(text(&map(&v)["state"]), "cancelled");
+    // The cancel travels on the bus: unpausing before it lands would let the shares finish.
+    wait_until(
+        "the paused shares to be cancelled",
+        Duration::from_secs(30),
+        || {
+            primaries[1..].iter().all(|p| {
+                shares_on(p)
+                    .iter()
+                    .any(|j| text(&j["pattern"]) == "slow:*" && text(&j["state"]) == "cancelled")
+            })
+        },
+    );
     unpause(primaries[1]);
     unpause(primaries[2]);
     wait_until("every share to stop", Duration::from_secs(30), || {
@@ -511,6 +523,7 @@ fn failover_and_a_lost_coordinator() {
     let nodes: Vec<String> = shards(&s).iter().map(|x| text(&x["node"])).collect();
     assert!(nodes.contains(&replica.addr()), "{nodes:?}");
     c.wait_ok();
+    c.wait_agree();
     assert!(c.keys(b"f:*").is_empty(), "every matching key went");
     assert_eq!(c.keys(b"keep:*").len(), 1000);
     assert!(int(&s, "deleted") >= 10000, "{s:?}");

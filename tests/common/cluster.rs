@@ -136,6 +136,28 @@ impl Cluster {
         }
     }
 
+    /// Waits until every node that answers reports the same owner for every slot (after a
+    /// failover or a slot move, the news takes a moment to reach every node).
+    pub fn wait_agree(&self) {
+        wait_until("every node to agree on the slot map", FORM_DEADLINE, || {
+            let maps: Vec<SlotMap> = self
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let mut con = super::connect(n.port, Duration::from_secs(1)).ok()?;
+                    let v: Value = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).ok()?;
+                    let _ = v;
+                    Some(self.slot_map(n))
+                })
+                .map(|mut m| {
+                    m.sort();
+                    m
+                })
+                .collect();
+            maps.windows(2).all(|w| w[0] == w[1])
+        });
+    }
+
     /// The slot map as `CLUSTER SLOTS` on `node` gives it.
     pub fn slot_map(&self, node: &Server) -> SlotMap {
         let v: Value = redis::cmd("CLUSTER")
