@@ -767,39 +767,46 @@ fn atomic_slot_migration_on_valkey_9() {
 }
 
 /// A primary the cluster marks failed, with no replica to take over, is given up at once (not
-/// after `sweep.cluster-timeout`, set here far above the cluster's node timeout).
+/// after `sweep.cluster-timeout`, set here far above the cluster's node timeout). `ASYNC`: once
+/// the cluster state is `fail`, the server itself unblocks a blocking caller with `-CLUSTERDOWN`
+/// (which cancels the sweep), so only a job can show the outcome.
 #[test]
 fn a_failed_primary_without_replica_is_lost_at_once() {
     let c = Cluster::start(ClusterOptions {
         replicas_per_primary: 0,
         sweep_timeout_ms: 600_000,
-        node_timeout_ms: 1000,
+        node_timeout_ms: 2000,
         ..ClusterOptions::default()
     });
     let primaries: Vec<&Server> = c.primaries();
     let (coordinator, victim) = (primaries[0], primaries[2]);
     c.load(&keys("k:", 10000));
     pause(victim);
-    let port = coordinator.port;
-    let sweeper = thread::spawn(move || {
-        let mut con = common::cluster::conn_to(port);
-        clear(&mut con, &["k:*", "COUNT", "1", "BATCH", "1"])
-    });
+    let mut con = coordinator.conn();
+    let id = start_async(&mut con, &["k:*", "COUNT", "1", "BATCH", "1"]);
     wait_until("the victim's share to run", Duration::from_secs(30), || {
         shares_on(victim)
             .iter()
             .any(|j| text(&j["state"]) == "running")
     });
     signal(victim, "STOP");
-    let err = sweeper.join().unwrap().unwrap_err().to_string();
+    let s = wait_ended(&mut con, id);
     signal(victim, "CONT");
-    assert!(err.contains("sweep incomplete"), "{err}");
+    assert_eq!(text(&s["state"]), "aborted", "{s:?}");
+    let why = text(&s["reason"]);
+    assert!(why.contains("sweep incomplete"), "{why}");
     assert!(
-        err.contains(&format!(
+        why.contains(&format!(
             "{} (lost: the cluster marked it failed and it has no replica)",
             victim.addr()
         )),
-        "{err}"
+        "{why}"
     );
-    assert!(err.contains("nodes 2"), "{err}");
+    assert_eq!(int(&s, "nodes"), 2, "{s:?}");
+    let lost: Vec<String> = shards(&s)
+        .iter()
+        .filter(|x| text(&x["state"]) == "lost")
+        .map(|x| text(&x["node"]))
+        .collect();
+    assert_eq!(lost, vec![victim.addr()]);
 }
