@@ -70,6 +70,8 @@ struct Job {
     /// Keys in the database when the sweep started, for `progress`.
     db_size: u64,
     ending: Option<Ending>,
+    /// For a share of a cluster sweep (SPEC §6): the coordinator's `host:port`.
+    coordinator: Option<String>,
 }
 
 /// What `SWEEP.STATUS` shows of a job, running or finished.
@@ -82,6 +84,9 @@ struct Status {
     progress: f64,
     counts: Counts,
     elapsed_ms: u64,
+    coordinator: Option<String>,
+    /// Why an aborted job ended.
+    reason: Option<String>,
 }
 
 impl Status {
@@ -104,6 +109,11 @@ impl Status {
             progress,
             counts,
             elapsed_ms: millis(job.started.elapsed()),
+            coordinator: job.coordinator.clone(),
+            reason: match &job.ending {
+                Some(Ending::Aborted(why)) => Some(why.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -117,6 +127,9 @@ impl Status {
             ("progress", Value::Double(self.progress)),
         ];
         fields.extend(counts_fields(&self.counts, self.elapsed_ms));
+        if let Some(addr) = &self.coordinator {
+            fields.push(("coordinator", Value::Bytes(addr.as_bytes().to_vec())));
+        }
         fields
     }
 }
@@ -270,6 +283,69 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
                 .into(),
         ));
     };
+    let db = api.selected_db(ctx);
+    launch(api, ctx, args, db, user, None).map(|(id, async_)| {
+        if async_ {
+            Started::Async(id)
+        } else {
+            Started::Blocking
+        }
+    })
+}
+
+/// Starts one node's share of a cluster sweep (SPEC §6) as a background job of this node, for
+/// the coordinator at `coordinator` (`host:port`), under `user` in database `db`.
+pub fn start_share(
+    ctx: Ctx,
+    mut args: ClearArgs,
+    db: i32,
+    user: Option<Vec<u8>>,
+    coordinator: String,
+) -> Result<u64, SweepError> {
+    let api = api().ok_or_else(|| SweepError::Unavailable("the module is not loaded".into()))?;
+    args.run_async = true;
+    if args.idle.is_some() {
+        let policy = api.config_get(ctx, c"maxmemory-policy").unwrap_or_default();
+        if policy.contains("lfu") {
+            return Err(SweepError::Unavailable(LFU_ERROR.into()));
+        }
+    }
+    if !api.select_db(ctx, db) {
+        return Err(SweepError::Unavailable(format!(
+            "cannot select database {db}"
+        )));
+    }
+    launch(api, ctx, args, db, user, Some(coordinator)).map(|(id, _)| id)
+}
+
+/// A job id no job of this node uses (cluster sweeps take theirs from the same sequence).
+pub fn reserve_id() -> u64 {
+    REGISTRY.with(|r| {
+        let mut r = r.borrow_mut();
+        let id = r.next_id;
+        r.next_id += 1;
+        id
+    })
+}
+
+/// The counts of a running job so far and its elapsed time.
+pub fn progress(id: u64) -> Option<(Counts, u64)> {
+    REGISTRY.with(|r| {
+        let r = r.try_borrow().ok()?;
+        let job = r.jobs.iter().find(|j| j.id == id)?;
+        Some((job.sweep.counts(), millis(job.started.elapsed())))
+    })
+}
+
+/// Registers a job and wakes the driver. Returns its id and whether it runs in the background.
+fn launch(
+    api: &Api,
+    ctx: Ctx,
+    args: ClearArgs,
+    db: i32,
+    user: Option<Vec<u8>>,
+    coordinator: Option<String>,
+) -> Result<(u64, bool), SweepError> {
     // Read `latency-monitor-threshold` afresh for each sweep (then at most once a second).
     LATENCY_THRESHOLD.with(|cache| cache.set(None));
     let settings = config::current();
@@ -304,25 +380,27 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
         };
         let id = r.next_id;
         r.next_id += 1;
+        let cursor = if crate::cluster::pinned(ctx, &args.pattern) {
+            Cursor::by_command(&args.pattern, limits.count)
+        } else {
+            Cursor::new(api)
+        };
         r.jobs.push(Job {
             id,
-            db: api.selected_db(ctx),
+            db,
             sweep: Sweep::new(Pattern::new(&args.pattern), limits),
             pattern: args.pattern,
             filters,
-            cursor: Cursor::new(api),
+            cursor,
             client,
             user,
             started: Instant::now(),
             db_size: api.db_size(ctx),
             ending: None,
+            coordinator,
         });
         wake(api, ctx, &mut r);
-        Ok(if args.run_async {
-            Started::Async(id)
-        } else {
-            Started::Blocking
-        })
+        Ok((id, args.run_async))
     })
 }
 
@@ -426,6 +504,7 @@ pub fn server_event(ctx: Ctx, event: ServerEvent) {
 
 /// A blocked client went away: its sweep stops at the next slice.
 pub fn client_disconnected(handle: usize) {
+    crate::cluster::client_disconnected(handle);
     push_signal(Signal::Disconnected(handle));
 }
 
@@ -658,8 +737,12 @@ fn finish(api: &Api, ctx: Ctx, r: &mut Registry, mut job: Job) -> Status {
     api.log_notice(
         ctx,
         &format!(
-            "sweep {} of '{}' on db {} {}{}: {}, longest slice {} us",
+            "sweep {}{} of '{}' on db {} {}{}: {}, longest slice {} us",
             job.id,
+            match &job.coordinator {
+                Some(addr) => format!(" (cluster share for coordinator {addr})"),
+                None => String::new(),
+            },
             printable(&job.pattern),
             job.db,
             ending.state(),
@@ -683,6 +766,14 @@ fn finish(api: &Api, ctx: Ctx, r: &mut Registry, mut job: Job) -> Status {
         };
         client.unblock(reply);
     }
+    crate::cluster::job_ended(
+        ctx,
+        job.id,
+        ending.state(),
+        counts,
+        status.elapsed_ms,
+        status.reason.clone().unwrap_or_default(),
+    );
     r.totals.finished += 1;
     let keep = usize::try_from(config::current().history).unwrap_or(usize::MAX);
     r.history.push_back(status.clone());

@@ -3,6 +3,7 @@
 //! This crate is the binding: command handlers that parse, start and reply, and the registration
 //! with the server. The logic lives in `sweep-core`; every call into the server is in `server`.
 
+mod cluster;
 mod config;
 mod jobs;
 mod metadata;
@@ -26,10 +27,15 @@ fn loaded() -> Result<&'static server::Api, RedisError> {
 }
 
 /// SWEEP.CLEAR pattern [COUNT n] [BATCH m] [TYPE type] [IDLE seconds] [LIMIT max] [DRYRUN] [ASYNC]
+/// [LOCAL]
 fn clear_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let words: Vec<&[u8]> = args.iter().skip(1).map(RedisString::as_slice).collect();
     let parsed = ClearArgs::parse(&words).map_err(to_redis)?;
-    match jobs::start(ctx.ctx, parsed).map_err(to_redis)? {
+    let started = match cluster::clear(ctx.ctx, &words, &parsed).map_err(to_redis)? {
+        Some(started) => started,
+        None => jobs::start(ctx.ctx, parsed).map_err(to_redis)?,
+    };
+    match started {
         // The reply comes when the sweep ends.
         jobs::Started::Blocking => Ok(RedisValue::NoReply),
         jobs::Started::Async(id) => Ok(RedisValue::Integer(i64::try_from(id).unwrap_or(i64::MAX))),
@@ -41,7 +47,20 @@ fn status_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let api = loaded()?;
     match args.get(1..).unwrap_or_default() {
         [] => {
-            let all = jobs::status_all();
+            let mut all = jobs::status_all();
+            let cluster = cluster::status_all();
+            if !cluster.is_empty() {
+                // Newest first, the cluster sweeps among the local jobs (one id sequence).
+                let local_id = |fields: &[(&str, server::Value)]| match fields.first() {
+                    Some((_, server::Value::Int(id))) => u64::try_from(*id).unwrap_or(0),
+                    _ => 0,
+                };
+                let mut merged: Vec<(u64, Vec<(&'static str, server::Value)>)> =
+                    all.into_iter().map(|f| (local_id(&f), f)).collect();
+                merged.extend(cluster);
+                merged.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+                all = merged.into_iter().map(|(_, f)| f).collect();
+            }
             api.reply_array(ctx.ctx, all.len());
             for fields in &all {
                 api.reply_fields(ctx.ctx, fields);
@@ -49,7 +68,10 @@ fn status_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         }
         [id] => {
             let id = job_id(id.as_slice()).map_err(to_redis)?;
-            let fields = jobs::status_of(id).map_err(to_redis)?;
+            let fields = match cluster::status_of(id) {
+                Some(fields) => fields,
+                None => jobs::status_of(id).map_err(to_redis)?,
+            };
             api.reply_fields(ctx.ctx, &fields);
         }
         _ => return Err(RedisError::WrongArity),
@@ -64,7 +86,10 @@ fn cancel_command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let id = job_id(id.as_slice()).map_err(to_redis)?;
-    let fields = jobs::cancel(ctx.ctx, id).map_err(to_redis)?;
+    let fields = match cluster::cancel(ctx.ctx, id) {
+        Some(result) => result.map_err(to_redis)?,
+        None => jobs::cancel(ctx.ctx, id).map_err(to_redis)?,
+    };
     api.reply_fields(ctx.ctx, &fields);
     Ok(RedisValue::NoReply)
 }
@@ -95,6 +120,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     let setup = config::register(ctx.ctx, &words)
         .and_then(|()| metadata::describe_commands(ctx.ctx))
         .and_then(|()| jobs::init(api))
+        .and_then(|()| cluster::init(ctx.ctx))
         .and_then(|()| server::subscribe(ctx.ctx, api))
         .and_then(|()| api.register_info(ctx.ctx));
     if let Err(e) = setup {
@@ -108,7 +134,7 @@ fn deinit(ctx: &Context) -> Status {
     let Some(api) = server::api() else {
         return Status::Ok;
     };
-    match jobs::deinit(api, ctx.ctx) {
+    match cluster::deinit(ctx.ctx).and_then(|()| jobs::deinit(api, ctx.ctx)) {
         Ok(()) => Status::Ok,
         Err(e) => {
             ctx.log_warning(&format!("redis-sweep refuses to unload: {e}"));

@@ -65,7 +65,7 @@ const fn option(
     }
 }
 
-static CLEAR_ARGS: [ArgDef; 8] = [
+static CLEAR_ARGS: [ArgDef; 9] = [
     ArgDef {
         name: c"pattern",
         kind: Kind::String,
@@ -122,6 +122,13 @@ static CLEAR_ARGS: [ArgDef; 8] = [
         c"ASYNC",
         None,
         c"Reply at once with a job id and sweep in the background",
+    ),
+    option(
+        c"local",
+        Kind::PureToken,
+        c"LOCAL",
+        None,
+        c"In a cluster, sweep this node only (ignored outside cluster mode)",
     ),
 ];
 

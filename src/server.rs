@@ -556,6 +556,13 @@ impl Api {
                     Value::Bytes(b) => {
                         (self.reply_with_string_buffer)(ctx, b.as_ptr().cast(), b.len())
                     }
+                    Value::List(items) => {
+                        self.reply_array(ctx, items.len());
+                        for item in items {
+                            self.reply_fields(ctx, item);
+                        }
+                        raw::REDISMODULE_OK as c_int
+                    }
                 };
             }
         }
@@ -580,6 +587,8 @@ pub enum Value {
     Int(i64),
     Double(f64),
     Bytes(Vec<u8>),
+    /// An array of nested field lists (the `shards` of a cluster job).
+    List(Vec<Vec<(&'static str, Value)>>),
 }
 
 /// What a blocked client is answered with.
@@ -623,7 +632,9 @@ fn unblock_raw(bc: *mut raw::RedisModuleBlockedClient, reply: Reply) {
 
 extern "C" fn on_info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
     if let Some(api) = api() {
-        api.info_section(ctx, &crate::jobs::info_fields());
+        let mut fields = crate::jobs::info_fields();
+        fields.extend(crate::cluster::info_fields());
+        api.info_section(ctx, &fields);
     }
 }
 
@@ -669,13 +680,34 @@ impl Drop for KeyName {
     }
 }
 
-/// A scan cursor of the module scan API; destroyed on drop.
-pub struct Cursor(*mut raw::RedisModuleScanCursor);
+/// A scan cursor of the module scan API; destroyed on drop. Or, for a pattern pinned to one
+/// slot in cluster mode, the cursor of `SCAN … MATCH` run through `RedisModule_Call`: from
+/// Redis 7.4 and Valkey 8 the server then visits only that slot (SPEC §6).
+pub struct Cursor(*mut raw::RedisModuleScanCursor, Option<CommandScan>);
+
+/// The state of a sweep that visits keys with the `SCAN` command.
+struct CommandScan {
+    pattern: Vec<u8>,
+    count: u64,
+    next: std::cell::Cell<u64>,
+}
 
 impl Cursor {
     pub fn new(api: &Api) -> Cursor {
         // SAFETY: allocates a fresh cursor.
-        Cursor(unsafe { (api.scan_cursor_create)() })
+        Cursor(unsafe { (api.scan_cursor_create)() }, None)
+    }
+
+    /// A cursor that visits keys with `SCAN cursor MATCH pattern COUNT count`.
+    pub fn by_command(pattern: &[u8], count: u64) -> Cursor {
+        Cursor(
+            ptr::null_mut(),
+            Some(CommandScan {
+                pattern: pattern.to_vec(),
+                count: count.clamp(1, 100_000),
+                next: std::cell::Cell::new(0),
+            }),
+        )
     }
 }
 
@@ -687,6 +719,82 @@ impl Drop for Cursor {
                 unsafe { (api.scan_cursor_destroy)(self.0) };
             }
         }
+    }
+}
+
+impl Slice<'_> {
+    /// One `SCAN` call: the server matches the names itself (and, for a pattern pinned to a
+    /// slot on 7.4+, visits only that slot). `visited` is the number of names it returned.
+    fn scan_by_command(
+        &self,
+        state: &CommandScan,
+        pattern: &Pattern,
+        found: &mut VecDeque<KeyName>,
+    ) -> ScanStep {
+        let api = self.api;
+        let cursor = state.next.get().to_string();
+        let count = c_longlong::try_from(state.count).unwrap_or(1000);
+        // SAFETY: "bcbcl": a buffer and its length, a C string, a buffer and its length, a C
+        // string, a long long; all live for the call. The reply is freed below.
+        let reply = unsafe {
+            (api.call)(
+                self.ctx,
+                c"SCAN".as_ptr(),
+                c"bcbcl".as_ptr(),
+                cursor.as_ptr(),
+                cursor.len(),
+                c"MATCH".as_ptr(),
+                state.pattern.as_ptr(),
+                state.pattern.len(),
+                c"COUNT".as_ptr(),
+                count,
+            )
+        };
+        let done = ScanStep {
+            visited: 0,
+            more: false,
+        };
+        if reply.is_null() {
+            return done;
+        }
+        let mut step = done;
+        // SAFETY: `reply` and its elements are live until it is freed; every element is
+        // checked for NULL and indexed below the length the server reports.
+        unsafe {
+            if (api.call_reply_type)(reply) == raw::REDISMODULE_REPLY_ARRAY as c_int
+                && (api.call_reply_length)(reply) == 2
+            {
+                let next = api
+                    .reply_text((api.call_reply_element)(reply, 0))
+                    .and_then(|t| t.parse::<u64>().ok());
+                let names = (api.call_reply_element)(reply, 1);
+                if let (Some(next), false) = (next, names.is_null()) {
+                    for i in 0..(api.call_reply_length)(names) {
+                        let name = (api.call_reply_element)(names, i);
+                        if name.is_null() {
+                            continue;
+                        }
+                        let mut len = 0usize;
+                        let p = (api.call_reply_string)(name, &mut len);
+                        if p.is_null() {
+                            continue;
+                        }
+                        step.visited += 1;
+                        let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
+                        if pattern.matches(bytes) {
+                            let held = (api.create_string)(ptr::null_mut(), p, len);
+                            if !held.is_null() {
+                                found.push_back(KeyName(held));
+                            }
+                        }
+                    }
+                    state.next.set(next);
+                    step.more = next != 0;
+                }
+            }
+            (api.free_call_reply)(reply);
+        }
+        step
     }
 }
 
@@ -784,6 +892,9 @@ impl Keyspace for Slice<'_> {
     type Name = KeyName;
 
     fn scan(&mut self, pattern: &Pattern, found: &mut VecDeque<KeyName>) -> ScanStep {
+        if let Some(state) = &self.cursor.1 {
+            return self.scan_by_command(state, pattern, found);
+        }
         let mut data = ScanData {
             api: self.api,
             pattern,

@@ -15,12 +15,13 @@ use common::{binary_version, module_path, server_binary, Server, ServerOptions};
 use redis::Value;
 
 /// Name, default, smallest and largest value of every config.
-const CONFIGS: [(&str, i64, i64, i64); 5] = [
+const CONFIGS: [(&str, i64, i64, i64); 6] = [
     ("sweep.count", 1000, 1, 1_000_000),
     ("sweep.batch", 500, 1, 1_000_000),
     ("sweep.slice-us", 1000, 50, 1_000_000),
     ("sweep.max-jobs", 16, 1, 1024),
     ("sweep.history", 64, 0, 10_000),
+    ("sweep.cluster-timeout", 10_000, 100, 3_600_000),
 ];
 
 /// Whether the running server has module configs (Redis 7.0+; Valkey reports 7.2.4).

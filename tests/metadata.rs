@@ -144,6 +144,7 @@ fn command_docs_describe_sweep_clear_and_every_argument() {
             arg("limit", "integer", Some("LIMIT"), true),
             arg("dryrun", "pure-token", Some("DRYRUN"), true),
             arg("async", "pure-token", Some("ASYNC"), true),
+            arg("local", "pure-token", Some("LOCAL"), true),
         ]
     );
     // Every argument has a summary; IDLE shows as "seconds" where the server reports display

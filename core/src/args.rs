@@ -1,7 +1,7 @@
 //! Parsing of the commands' arguments into typed structs, before anything runs.
 //!
 //! `SWEEP.CLEAR pattern [COUNT n] [BATCH m] [TYPE type] [IDLE seconds] [LIMIT max] [DRYRUN]
-//! [ASYNC]`: keywords are case-insensitive, may come in any order and each may appear once, as
+//! [ASYNC] [LOCAL]`: keywords are case-insensitive, may come in any order and each may appear once, as
 //! in the server's own commands. Integers follow the server's strict rules (`string2ll`): no
 //! `+`, no spaces, no leading zeros.
 
@@ -14,6 +14,7 @@ const IDLE: &str = "IDLE";
 const LIMIT: &str = "LIMIT";
 const DRYRUN: &str = "DRYRUN";
 const ASYNC: &str = "ASYNC";
+const LOCAL: &str = "LOCAL";
 
 /// What `SWEEP.CLEAR` was asked to do. `count` and `batch` left out are `None`: their defaults
 /// come from the module's configuration at the time the command runs.
@@ -30,6 +31,8 @@ pub struct ClearArgs {
     pub limit: Option<u64>,
     pub dryrun: bool,
     pub run_async: bool,
+    /// `LOCAL`: in a cluster, this node only (SPEC §6); ignored outside cluster mode.
+    pub local: bool,
 }
 
 impl ClearArgs {
@@ -61,6 +64,8 @@ impl ClearArgs {
                 once(&mut parsed.dryrun, DRYRUN)?;
             } else if is(ASYNC) {
                 once(&mut parsed.run_async, ASYNC)?;
+            } else if is(LOCAL) {
+                once(&mut parsed.local, LOCAL)?;
             } else {
                 return Err(SweepError::UnknownOption(printable(word)));
             }
@@ -310,6 +315,16 @@ mod tests {
         "ERR DRYRUN given twice"
     );
     err!(
+        local_twice,
+        ["a*", "LOCAL", "local"],
+        "ERR LOCAL given twice"
+    );
+    #[test]
+    fn local_is_a_flag() {
+        assert!(parse(&["a*", "local"]).unwrap().local);
+        assert!(!parse(&["a*"]).unwrap().local);
+    }
+    err!(
         async_twice,
         ["a*", "ASYNC", "ASYNC"],
         "ERR ASYNC given twice"
@@ -333,6 +348,7 @@ mod tests {
                 limit: Some(0),
                 dryrun: true,
                 run_async: true,
+                local: false,
             }
         );
     }

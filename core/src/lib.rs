@@ -3,6 +3,7 @@
 //! Nothing here touches `redis_module`; the module crate is a thin binding over it.
 
 pub mod args;
+pub mod cluster;
 pub mod error;
 pub mod glob;
 pub mod sweep;

@@ -6,6 +6,7 @@
 //! Each `tests/*.rs` file includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod ops;
 pub mod reply;
 
