@@ -32,7 +32,7 @@ pub struct PatternSet {
 
 impl PatternSet {
     /// The first pattern, the `OR` patterns and the `EXCEPT` patterns, as given.
-    pub fn new<A: AsRef<[u8]>>(first: &[u8], or: &[A], except: &[A]) -> PatternSet {
+    pub fn new<A: AsRef<[u8]>, B: AsRef<[u8]>>(first: &[u8], or: &[A], except: &[B]) -> PatternSet {
         let take: Vec<Pattern> = std::iter::once(first)
             .chain(or.iter().map(AsRef::as_ref))
             .map(Pattern::new)
