@@ -457,6 +457,9 @@ fn main() {
             other: n_other / 10,
         });
     }
+    if approaches.is_empty() {
+        datasets.clear();
+    }
     for dataset in datasets {
         let mut rows = Vec::new();
         for &a in &approaches {
@@ -538,6 +541,14 @@ impl Pass {
     }
 }
 
+#[derive(Clone, Copy)]
+struct PassRun {
+    wall: Duration,
+    cpu: Duration,
+    scanned: i64,
+    deleted: i64,
+}
+
 /// SPEC §9's goal: four prefixes of `per_prefix` keys each among eight (`tmp:a` … `tmp:h`), one
 /// call with `OR` against one single-pattern sweep deleting the same keys on the same keyspace.
 fn one_pass(server: &Server, per_prefix: usize, runs: usize) {
@@ -547,7 +558,7 @@ fn one_pass(server: &Server, per_prefix: usize, runs: usize) {
          {total} (`tmp:a:*` … `tmp:h:*`, 100-byte strings); medians of {runs} runs, alternated"
     );
     let passes = [Pass::Or, Pass::Single, Pass::Four];
-    let mut results: Vec<Vec<(Duration, Duration, i64, i64)>> = vec![Vec::new(); passes.len()];
+    let mut results: Vec<Vec<PassRun>> = vec![Vec::new(); passes.len()];
     let mut con = server.conn();
     con.set_read_timeout(Some(Duration::from_secs(600)))
         .unwrap();
@@ -579,22 +590,28 @@ fn one_pass(server: &Server, per_prefix: usize, runs: usize) {
             let size: usize = redis::cmd("DBSIZE").query(&mut con).unwrap();
             assert_eq!(deleted, 4 * per_prefix as i64, "{}", pass.name());
             assert_eq!(size, total - 4 * per_prefix, "{}", pass.name());
-            results[i].push((wall, cpu, scanned, deleted));
+            results[i].push(PassRun {
+                wall,
+                cpu,
+                scanned,
+                deleted,
+            });
         }
     }
-    let mid = |v: &[(Duration, Duration, i64, i64)],
-               f: &dyn Fn(&(Duration, Duration, i64, i64)) -> Duration| {
-        let mut d: Vec<Duration> = v.iter().map(f).collect();
+    let mid = |runs: &[PassRun], f: fn(&PassRun) -> Duration| {
+        let mut d: Vec<Duration> = runs.iter().map(f).collect();
         d.sort();
         d[d.len() / 2]
     };
-    let single = mid(&results[1], &|m| m.0).as_secs_f64();
+    let single = mid(&results[1], |m| m.wall).as_secs_f64();
     println!("| sweep | wall s | server CPU s | scanned | deleted | wall / one pattern |");
     println!("|---|---|---|---|---|---|");
     for (i, pass) in passes.iter().enumerate() {
-        let wall = mid(&results[i], &|m| m.0);
-        let cpu = mid(&results[i], &|m| m.1);
-        let (_, _, scanned, deleted) = results[i][0];
+        let wall = mid(&results[i], |m| m.wall);
+        let cpu = mid(&results[i], |m| m.cpu);
+        let PassRun {
+            scanned, deleted, ..
+        } = results[i][0];
         println!(
             "| {} | {} | {} | {scanned} | {deleted} | {:.2} |",
             pass.name(),

@@ -299,3 +299,48 @@ fn option_errors_name_the_option_and_delete_nothing() {
     }
     assert_eq!(dbsize(&mut con), 10);
 }
+
+#[test]
+fn pathological_or_and_except_patterns_keep_their_bound() {
+    let server = Server::start();
+    let mut con = server.conn();
+    let long_a = vec![b'a'; 5_000];
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg(vec![b'a'; 40]).arg(1).ignore();
+    pipe.cmd("SET").arg(&long_a).arg(1).ignore();
+    pipe.cmd("SET").arg("ab").arg(1).ignore();
+    pipe.cmd("SET").arg("aaaaaaaaaab").arg(1).ignore();
+    pipe.cmd("SET").arg("zzc").arg(1).ignore();
+    pipe.query::<()>(&mut con).unwrap();
+    let star_q = b"*?".repeat(25_000);
+    let nested = b"*a"
+        .repeat(10)
+        .into_iter()
+        .chain(*b"*b")
+        .collect::<Vec<u8>>();
+    let too_deep = b"a*".repeat(1001);
+    let mut class = b"*[".to_vec();
+    class.extend((0..40_000u32).map(|i| b'c' + (i % 20) as u8));
+    class.push(b']');
+    let mut expected = BTreeSet::new();
+    for p in [&nested, &star_q, &too_deep, &class] {
+        expected.extend(keys_of(&mut con, p));
+    }
+    expected.retain(|k| !keys_of(&mut con, b"a[b]").contains(k));
+    let r = clear(
+        &mut con,
+        &[
+            &nested, b"OR", &star_q, b"OR", &too_deep, b"OR", &class, b"EXCEPT", b"a[b]",
+            b"EXCEPT", &star_q,
+        ],
+    )
+    .unwrap();
+    // `EXCEPT "*?"×25000` leaves alone what it matches, as KEYS would say.
+    let left_alone = keys_of(&mut con, &star_q);
+    let expected: BTreeSet<Vec<u8>> = expected.difference(&left_alone).cloned().collect();
+    // The 5,000 `a`s (1000 nested stars: still allowed), the ten `a`s and a `b`, and `zzc`.
+    let lengths: Vec<usize> = expected.iter().map(Vec::len).collect();
+    assert_eq!(lengths, [5000, 11, 3]);
+    assert_eq!(r["deleted"], 3, "{r:?}");
+    assert_eq!(dbsize(&mut con), 2);
+}
