@@ -386,6 +386,12 @@ impl Pattern {
         matches!(self.rest, Rest::Never)
     }
 
+    /// True when the pattern is its literal prefix and one final star (`image:*`): every
+    /// non-empty key that starts with the prefix matches.
+    pub fn is_prefix_star(&self) -> bool {
+        matches!(self.rest, Rest::AnySuffix)
+    }
+
     /// The literal bytes every matching key starts with (may be empty).
     pub fn literal_prefix(&self) -> &[u8] {
         &self.prefix

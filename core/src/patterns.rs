@@ -116,7 +116,24 @@ struct Node {
     firsts: Vec<u8>,
     children: Vec<usize>,
     /// Patterns whose literal prefix ends exactly here.
-    ends: Vec<usize>,
+    ends: Vec<End>,
+}
+
+/// A pattern whose literal prefix ends at a node, and what reaching that node means for it.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    index: usize,
+    kind: EndKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndKind {
+    /// `prefix*`: a (non-empty) key that reaches the node matches.
+    PrefixStar,
+    /// No wildcard: the key matches when nothing is left of it.
+    Exact,
+    /// Anything else: run the glob.
+    Glob,
 }
 
 impl Tree {
@@ -126,21 +143,28 @@ impl Tree {
             nodes: vec![Node::default()],
         };
         for (index, p) in patterns.iter().enumerate() {
-            tree.insert(p.literal_prefix(), index);
+            let kind = if p.is_prefix_star() {
+                EndKind::PrefixStar
+            } else if p.exact().is_some() {
+                EndKind::Exact
+            } else {
+                EndKind::Glob
+            };
+            tree.insert(p.literal_prefix(), End { index, kind });
         }
         tree.patterns = patterns.into_boxed_slice();
         tree
     }
 
-    /// Adds `prefix` (splitting a node's label where it diverges) and records `index` at its
+    /// Adds `prefix` (splitting a node's label where it diverges) and records `end` at its
     /// end.
-    fn insert(&mut self, prefix: &[u8], index: usize) {
+    fn insert(&mut self, prefix: &[u8], end: End) {
         let mut at = 0usize;
         let mut rest = prefix;
         loop {
             let Some((&first, _)) = rest.split_first() else {
                 if let Some(node) = self.nodes.get_mut(at) {
-                    node.ends.push(index);
+                    node.ends.push(end);
                 }
                 return;
             };
@@ -156,7 +180,7 @@ impl Tree {
                 let leaf = self.nodes.len();
                 self.nodes.push(Node {
                     label: rest.into(),
-                    ends: vec![index],
+                    ends: vec![end],
                     ..Node::default()
                 });
                 if let Some(node) = self.nodes.get_mut(at) {
@@ -195,14 +219,18 @@ impl Tree {
     }
 
     fn matches(&self, key: &[u8]) -> bool {
+        if key.is_empty() {
+            // Only `` and `*` match the empty name (KEYS's special case): ask each pattern.
+            return self.patterns.iter().any(|p| p.matches(key));
+        }
         let mut at = 0usize;
         let mut rest = key;
         while let Some(node) = self.nodes.get(at) {
-            if node
-                .ends
-                .iter()
-                .any(|&i| self.patterns.get(i).is_some_and(|p| p.matches(key)))
-            {
+            if node.ends.iter().any(|end| match end.kind {
+                EndKind::PrefixStar => true,
+                EndKind::Exact => rest.is_empty(),
+                EndKind::Glob => self.patterns.get(end.index).is_some_and(|p| p.matches(key)),
+            }) {
                 return true;
             }
             let Some((&first, _)) = rest.split_first() else {
