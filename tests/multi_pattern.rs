@@ -344,3 +344,43 @@ fn pathological_or_and_except_patterns_keep_their_bound() {
     assert_eq!(r["deleted"], 3, "{r:?}");
     assert_eq!(dbsize(&mut con), 2);
 }
+
+#[test]
+fn the_callers_acl_holds_for_every_pattern() {
+    let server = Server::start();
+    if server.server_major_minor() < (7, 0) {
+        return; // per-key ACL checks need 7.0
+    }
+    let mut admin = server.conn();
+    common::ops::populate(&mut admin, 100, "image");
+    common::ops::populate(&mut admin, 100, "thumb");
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("cleaner")
+        .arg("on")
+        .arg(">pw")
+        .arg("~image:*")
+        .arg("+@all")
+        .query::<()>(&mut admin)
+        .unwrap();
+    let mut con = server.conn();
+    redis::cmd("AUTH")
+        .arg("cleaner")
+        .arg("pw")
+        .query::<()>(&mut con)
+        .unwrap();
+    let r = clear(
+        &mut con,
+        &[
+            b"image:*", b"OR", b"thumb:*", b"EXCEPT", b"*:1?", b"MINSIZE", b"1",
+        ],
+    )
+    .unwrap();
+    // image:10..19 and thumb:10..19 are excepted; the other thumb:* are not the user's.
+    assert_eq!(
+        (r["deleted"], r["denied"], r["matched"]),
+        (90, 90, 180),
+        "{r:?}"
+    );
+    assert_eq!(dbsize(&mut admin), 110);
+}
