@@ -294,10 +294,11 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
             .idle
             .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)),
         ttl: args.ttl,
-        minsize: args.minsize,
+        // Every key's usage is at least 0: MINSIZE 0 filters nothing.
+        minsize: args.minsize.filter(|&m| m > 0),
         dryrun: args.dryrun,
     };
-    if args.minsize.is_some() && !api.memory_usage_works(ctx) {
+    if filters.minsize.is_some() && !api.memory_usage_works(ctx) {
         return Err(SweepError::Unavailable(
             "MINSIZE needs the MEMORY USAGE command, which this server refuses".into(),
         ));

@@ -531,3 +531,23 @@ fn every_new_option_combines_with_the_old_ones() {
     }
     assert_eq!(compared, cases.len() * 3);
 }
+
+#[test]
+fn minsize_is_refused_where_memory_usage_is_renamed_away() {
+    let server = Server::start_with(common::ServerOptions {
+        extra_args: vec!["--rename-command".into(), "MEMORY".into(), "".into()],
+        ..Default::default()
+    });
+    let mut con = server.conn();
+    common::ops::populate(&mut con, 10, "k");
+    let e = clear(&mut con, &[b"k:*", b"MINSIZE", b"10"]).unwrap_err();
+    assert_eq!(
+        e.detail(),
+        Some("MINSIZE needs the MEMORY USAGE command, which this server refuses"),
+        "{e}"
+    );
+    assert_eq!(dbsize(&mut con), 10);
+    // MINSIZE 0 filters nothing, so it needs no MEMORY USAGE.
+    let r = run(&mut con, &["k:*", "MINSIZE", "0"]);
+    assert_eq!(r["deleted"], 10, "{r:?}");
+}

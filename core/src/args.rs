@@ -112,6 +112,14 @@ impl ClearArgs {
     }
 }
 
+impl ClearArgs {
+    /// The patterns a key may match to be a candidate: the first, then every `OR` pattern (a
+    /// sweep pinned to one slot needs all of them pinned to it, SPEC §9).
+    pub fn take_patterns(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.pattern.as_slice()).chain(self.or.iter().map(Vec::as_slice))
+    }
+}
+
 /// `SWEEP.STATUS [id]` and `SWEEP.CANCEL id`: a job id, a positive integer.
 pub fn job_id(value: &[u8]) -> Result<u64, SweepError> {
     match parse_i64(value) {
@@ -415,6 +423,12 @@ mod tests {
         assert_eq!(a.pattern, b"image:*");
         assert_eq!(a.or, [&b"thumb:*"[..], b"OR"]);
         assert_eq!(a.except, [&b"*:pinned"[..], b""]);
+    }
+
+    #[test]
+    fn take_patterns_are_the_first_then_the_or_ones() {
+        let a = parse(&["a*", "EXCEPT", "x", "OR", "b*"]).unwrap();
+        assert_eq!(a.take_patterns().collect::<Vec<_>>(), [&b"a*"[..], b"b*"]);
     }
 
     #[test]
