@@ -120,8 +120,8 @@ impl Status {
             ("id", Value::Int(int(self.id))),
             ("state", Value::Bytes(self.state.as_bytes().to_vec())),
             ("pattern", Value::Bytes(self.pattern.clone())),
-            ("or", Value::List(self.or.clone())),
-            ("except", Value::List(self.except.clone())),
+            ("or", Value::Strings(self.or.clone())),
+            ("except", Value::Strings(self.except.clone())),
             ("db", Value::Int(i64::from(self.db))),
             ("progress", Value::Double(self.progress)),
         ];

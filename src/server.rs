@@ -610,7 +610,7 @@ impl Api {
                     Value::Bytes(b) => {
                         (self.reply_with_string_buffer)(ctx, b.as_ptr().cast(), b.len())
                     }
-                    Value::List(items) => {
+                    Value::Strings(items) => {
                         let n = std::os::raw::c_long::try_from(items.len()).unwrap_or(0);
                         (self.reply_with_array)(ctx, n);
                         for b in items.iter().take(usize::try_from(n).unwrap_or(0)) {
@@ -643,7 +643,7 @@ pub enum Value {
     Double(f64),
     Bytes(Vec<u8>),
     /// An array of strings (the `OR` and `EXCEPT` patterns of a job).
-    List(Vec<Vec<u8>>),
+    Strings(Vec<Vec<u8>>),
 }
 
 /// What a blocked client is answered with.
