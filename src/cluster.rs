@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use redis_module::raw;
 use sweep_core::args::{printable, ClearArgs};
 use sweep_core::cluster::{
-    pattern_slot, Body, Coordination, DecodeError, Message, Precheck, ShareEnd, ShareState,
-    MESSAGE_TYPE, NODE_ID_LEN,
+    pattern_slot, patterns_slot, Body, Coordination, DecodeError, Message, Precheck, ShareEnd,
+    ShareState, MESSAGE_TYPE, NODE_ID_LEN,
 };
 use sweep_core::error::SweepError;
 use sweep_core::sweep::Counts;
@@ -433,6 +433,8 @@ struct Coord {
     id: u64,
     request: u64,
     pattern: Vec<u8>,
+    or: Vec<Vec<u8>>,
+    except: Vec<Vec<u8>>,
     words: Vec<Vec<u8>>,
     db: i32,
     user: Option<Vec<u8>>,
@@ -679,7 +681,7 @@ pub fn clear(
     let ranges = slot_ranges(f, ctx);
     let targets: Vec<String> = if args.local {
         vec![my_id.clone()]
-    } else if let Some(slot) = pattern_slot(&args.pattern) {
+    } else if let Some(slot) = patterns_slot(args.take_patterns()) {
         let slot = i64::from(slot);
         let owner = ranges
             .iter()
@@ -738,6 +740,8 @@ pub fn clear(
             id,
             request,
             pattern: args.pattern.clone(),
+            or: args.or.clone(),
+            except: args.except.clone(),
             words: words.iter().map(|w| w.to_vec()).collect(),
             db,
             user,
@@ -1410,10 +1414,10 @@ fn end(f: &Fns, ctx: Ctx, c: &mut Coord, state: &'static str, why: Option<String
         ctx,
         raw::REDISMODULE_LOGLEVEL_NOTICE,
         &format!(
-            "sweep {} (cluster, {} shares) of '{}' on db {} {}{}: {}, nodes {}",
+            "sweep {} (cluster, {} shares) of {} on db {} {}{}: {}, nodes {}",
             c.id,
             c.book.shares.len(),
-            printable(&c.pattern),
+            crate::jobs::patterns_shown(&c.pattern, &c.or, &c.except),
             c.db,
             state,
             why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default(),
@@ -1465,6 +1469,8 @@ fn status_fields(c: &Coord, now: Instant) -> Vec<(&'static str, Value)> {
         ("id", Value::Int(i64::try_from(c.id).unwrap_or(i64::MAX))),
         ("state", Value::Bytes(state.as_bytes().to_vec())),
         ("pattern", Value::Bytes(c.pattern.clone())),
+        ("or", Value::Strings(c.or.clone())),
+        ("except", Value::Strings(c.except.clone())),
         ("db", Value::Int(i64::from(c.db))),
         ("progress", Value::Double(progress)),
     ];

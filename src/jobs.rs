@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redis_module::raw;
 use sweep_core::args::{printable, ClearArgs};
 use sweep_core::error::SweepError;
-use sweep_core::glob::Pattern;
+use sweep_core::patterns::PatternSet;
 use sweep_core::sweep::{Counts, Limits, SliceEnd, Sweep};
 
 use crate::config;
@@ -58,6 +58,9 @@ struct Job {
     id: u64,
     db: i32,
     pattern: Vec<u8>,
+    /// `OR` and `EXCEPT` patterns, as given.
+    or: Vec<Vec<u8>>,
+    except: Vec<Vec<u8>>,
     sweep: Sweep<KeyName>,
     filters: Filters,
     cursor: Cursor,
@@ -80,6 +83,8 @@ struct Status {
     id: u64,
     state: &'static str,
     pattern: Vec<u8>,
+    or: Vec<Vec<u8>>,
+    except: Vec<Vec<u8>>,
     db: i32,
     progress: f64,
     counts: Counts,
@@ -105,6 +110,8 @@ impl Status {
             id: job.id,
             state,
             pattern: job.pattern.clone(),
+            or: job.or.clone(),
+            except: job.except.clone(),
             db: job.db,
             progress,
             counts,
@@ -123,6 +130,8 @@ impl Status {
             ("id", Value::Int(int(self.id))),
             ("state", Value::Bytes(self.state.as_bytes().to_vec())),
             ("pattern", Value::Bytes(self.pattern.clone())),
+            ("or", Value::Strings(self.or.clone())),
+            ("except", Value::Strings(self.except.clone())),
             ("db", Value::Int(i64::from(self.db))),
             ("progress", Value::Double(self.progress)),
         ];
@@ -360,8 +369,16 @@ fn launch(
         idle_ms: args
             .idle
             .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)),
+        ttl: args.ttl,
+        // Every key's usage is at least 0: MINSIZE 0 filters nothing.
+        minsize: args.minsize.filter(|&m| m > 0),
         dryrun: args.dryrun,
     };
+    if filters.minsize.is_some() && !api.memory_usage_works(ctx) {
+        return Err(SweepError::Unavailable(
+            "MINSIZE needs the MEMORY USAGE command, which this server refuses".into(),
+        ));
+    }
     REGISTRY.with(|r| {
         let mut r = r.borrow_mut();
         if u64::try_from(r.jobs.len()).unwrap_or(u64::MAX) >= settings.max_jobs {
@@ -380,7 +397,8 @@ fn launch(
         };
         let id = r.next_id;
         r.next_id += 1;
-        let cursor = if crate::cluster::pinned(ctx, &args.pattern) {
+        // `SCAN … MATCH` matches the first pattern only: with `OR` patterns, every key is visited.
+        let cursor = if args.or.is_empty() && crate::cluster::pinned(ctx, &args.pattern) {
             Cursor::by_command(&args.pattern, limits.count)
         } else {
             Cursor::new(api)
@@ -388,8 +406,13 @@ fn launch(
         r.jobs.push(Job {
             id,
             db,
-            sweep: Sweep::new(Pattern::new(&args.pattern), limits),
+            sweep: Sweep::new(
+                PatternSet::new(&args.pattern, &args.or, &args.except),
+                limits,
+            ),
             pattern: args.pattern,
+            or: args.or,
+            except: args.except,
             filters,
             cursor,
             client,
@@ -728,6 +751,19 @@ fn finish_ended(api: &Api, ctx: Ctx, r: &mut Registry) {
     }
 }
 
+/// Every pattern of a sweep for the log: `'a*' or 'b*' except 'c*'`.
+/// The patterns of a sweep as its log line names them.
+pub fn patterns_shown(first: &[u8], or: &[Vec<u8>], except: &[Vec<u8>]) -> String {
+    let mut shown = format!("'{}'", printable(first));
+    for p in or {
+        shown.push_str(&format!(" or '{}'", printable(p)));
+    }
+    for p in except {
+        shown.push_str(&format!(" except '{}'", printable(p)));
+    }
+    shown
+}
+
 /// Ends a job: logs it, answers its blocked client, keeps it in the history.
 fn finish(api: &Api, ctx: Ctx, r: &mut Registry, mut job: Job) -> Status {
     let ending = job.ending.take().unwrap_or(Ending::Done);
@@ -737,13 +773,13 @@ fn finish(api: &Api, ctx: Ctx, r: &mut Registry, mut job: Job) -> Status {
     api.log_notice(
         ctx,
         &format!(
-            "sweep {}{} of '{}' on db {} {}{}: {}, longest slice {} us",
+            "sweep {}{} of {} on db {} {}{}: {}, longest slice {} us",
             job.id,
             match &job.coordinator {
                 Some(addr) => format!(" (cluster share for coordinator {addr})"),
                 None => String::new(),
             },
-            printable(&job.pattern),
+            patterns_shown(&job.pattern, &job.or, &job.except),
             job.db,
             ending.state(),
             match &ending {

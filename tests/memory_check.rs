@@ -253,6 +253,45 @@ fn idle_sweeps(con: &mut redis::Connection) {
     sweep(con, &["i:*"]);
 }
 
+/// OR, EXCEPT, MINSIZE (MEMORY USAGE through RedisModule_Call), PERSISTENT and VOLATILE, and a
+/// job whose status carries the pattern lists.
+fn selective_sweeps(con: &mut redis::Connection) {
+    fill_types(con, "s:", 100);
+    let mut pipe = redis::pipe();
+    for i in 0..100 {
+        pipe.cmd("SET")
+            .arg(format!("t:{i}"))
+            .arg("x".repeat(i * 10))
+            .arg("EX")
+            .arg(1000)
+            .ignore();
+        pipe.cmd("SET").arg(format!("t:p{i}")).arg(i).ignore();
+    }
+    pipe.query::<()>(con).unwrap();
+    let r = sweep(
+        con,
+        &[
+            "s:h:*", "OR", "s:z:*", "EXCEPT", "*1", "MINSIZE", "0", "DRYRUN",
+        ],
+    );
+    assert_eq!(r["matched"], 184, "{r:?}");
+    let r = sweep(
+        con,
+        &[
+            "s:*", "OR", "t:*", "MINSIZE", "500", "COUNT", "11", "BATCH", "5",
+        ],
+    );
+    assert!(r["deleted"] > 0, "{r:?}");
+    let r = sweep(con, &["t:*", "VOLATILE", "TYPE", "string"]);
+    assert!(r["deleted"] > 0, "{r:?}");
+    let id = start_async(con, &["t:*", "OR", "s:*", "EXCEPT", "s:l:*", "PERSISTENT"]);
+    let done = wait_done(con, id);
+    assert_eq!(done["state"], "done", "{done:?}");
+    let v: Value = redis::cmd("SWEEP.STATUS").query(con).unwrap();
+    assert!(format!("{v:?}").contains("s:l:*"), "{v:?}");
+    sweep(con, &["*"]);
+}
+
 /// Keys past their expiry that the server has not reclaimed yet.
 fn expired_keys(con: &mut redis::Connection) {
     redis::cmd("DEBUG")
@@ -493,6 +532,7 @@ fn every_sweep_path_then_unload_and_reload() {
     con.set_read_timeout(Some(WAIT)).unwrap();
     sync_sweeps(&server, &mut con);
     idle_sweeps(&mut con);
+    selective_sweeps(&mut con);
     expired_keys(&mut con);
     errors(&mut con);
     if server.server_major_minor() >= (7, 0) {

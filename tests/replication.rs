@@ -58,6 +58,24 @@ fn sweep_some(con: &mut redis::Connection) {
         assert!(r["deleted"] > 0);
         let r = clear(con, &[b"nothing:*"]).unwrap();
         assert_eq!(r["deleted"], 0);
+        // Several patterns and the filters that call into the server (MEMORY USAGE).
+        let r = clear(
+            con,
+            &[
+                b"keep:2[0-4]?",
+                b"OR",
+                b"session:*",
+                b"EXCEPT",
+                b"session:9*",
+                b"MINSIZE",
+                b"1",
+                b"PERSISTENT",
+                b"BATCH",
+                b"7",
+            ],
+        )
+        .unwrap();
+        assert!(r["deleted"] > 50, "{r:?}");
     }
     redis::cmd("SELECT").arg(0).query::<()>(con).unwrap();
 }

@@ -436,6 +436,14 @@ pub fn pattern_slot(pattern: &[u8]) -> Option<u16> {
     Some(crc16(pattern) & 0x3FFF)
 }
 
+/// The one slot every key that any of `patterns` can match lives in: each must pin a slot, and
+/// all the same one (SPEC §9). `None` when there is no pattern or the keys may be anywhere.
+pub fn patterns_slot<'a>(patterns: impl IntoIterator<Item = &'a [u8]>) -> Option<u16> {
+    let mut slots = patterns.into_iter().map(pattern_slot);
+    let first = slots.next()??;
+    slots.all(|s| s == Some(first)).then_some(first)
+}
+
 /// Where a share stands, as the coordinator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShareState {
@@ -934,6 +942,17 @@ mod tests {
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
         assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
         assert_eq!(key_slot(b""), 0);
+    }
+
+    #[test]
+    fn several_patterns_pin_a_slot_only_when_all_pin_the_same() {
+        let t = pattern_slot(b"{t}:a*");
+        assert!(t.is_some());
+        assert_eq!(patterns_slot([&b"{t}:a*"[..], b"{t}:b*"]), t);
+        assert_eq!(patterns_slot([&b"{t}:a*"[..], b"{u}:b*"]), None);
+        assert_eq!(patterns_slot([&b"{t}:a*"[..], b"b*"]), None);
+        assert_eq!(patterns_slot([&b"*"[..]]), None);
+        assert_eq!(patterns_slot(std::iter::empty::<&[u8]>()), None);
     }
 
     #[test]

@@ -380,6 +380,18 @@ impl Pattern {
         matches!(self.rest, Rest::All)
     }
 
+    /// True when the pattern matches no key at all (an empty set `[]`, or more nested star
+    /// groups than Redis recurses into).
+    pub fn never(&self) -> bool {
+        matches!(self.rest, Rest::Never)
+    }
+
+    /// True when the pattern is its literal prefix and one final star (`image:*`): every
+    /// non-empty key that starts with the prefix matches.
+    pub fn is_prefix_star(&self) -> bool {
+        matches!(self.rest, Rest::AnySuffix)
+    }
+
     /// The literal bytes every matching key starts with (may be empty).
     pub fn literal_prefix(&self) -> &[u8] {
         &self.prefix

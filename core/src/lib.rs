@@ -6,5 +6,7 @@ pub mod args;
 pub mod cluster;
 pub mod error;
 pub mod glob;
+pub mod minsize;
+pub mod patterns;
 pub mod sweep;
 pub mod version;
