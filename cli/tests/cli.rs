@@ -130,7 +130,7 @@ fn clear_json_reports_and_deletes_what_sweep_clear_does() {
             );
         }
         let names: Vec<&str> = got.keys().map(String::as_str).collect();
-        let mut want = vec!["id", "state", "pattern", "db", "progress"];
+        let mut want = vec!["id", "state", "pattern", "or", "except", "db", "progress"];
         want.extend(FIELDS);
         assert_eq!(names, want, "case {n}: every reply field, in order");
         assert_eq!(got["state"], "done");
