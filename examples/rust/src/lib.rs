@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use redis::{Connection, RedisResult, Value};
 
 /// A reply's fields by name, from a RESP3 map or a RESP2 `[field, value, ...]` array. Integers
-/// stay integers; `progress` (a double) and texts (`state`, `pattern`) become `Field::Text` or
-/// `Field::Float`.
+/// stay integers; `progress` (a double) and texts (`state`, `pattern`) become `Field::Float` or
+/// `Field::Text`; arrays (`or`, `except`, a cluster job's `shards`) become `Field::List`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Field {
     Int(i64),
     Float(f64),
     Text(String),
+    List(Vec<Field>),
 }
 
 pub type Fields = BTreeMap<String, Field>;
@@ -43,6 +44,14 @@ fn field(v: &Value) -> RedisResult<Field> {
     Ok(match v {
         Value::Int(i) => Field::Int(*i),
         Value::Double(d) => Field::Float(*d),
+        Value::Array(items) => Field::List(items.iter().map(field).collect::<RedisResult<_>>()?),
+        Value::Map(pairs) => Field::List(
+            pairs
+                .iter()
+                .flat_map(|(k, v)| [k, v])
+                .map(field)
+                .collect::<RedisResult<_>>()?,
+        ),
         other => {
             let t = text(other)?;
             match t.parse::<f64>() {
