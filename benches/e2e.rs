@@ -7,7 +7,8 @@
 //!
 //! Environment: N_MATCH (1000000), N_OTHER (1000000), VALUE_SIZE (100), RUNS (3),
 //! N_HASH (1000 hashes of HASH_FIELDS=1000 fields, 0 to skip), SCALING ("250000,1000000,4000000",
-//! empty to skip), APPROACHES (comma list of sweep,client,lua,keys,flushall), REDIS_SERVER.
+//! empty to skip), APPROACHES (comma list of sweep,client,lua,keys,flushall), ONE_PASS (250000
+//! keys per prefix for the one-pass comparison of OR patterns, 0 to skip), REDIS_SERVER.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -456,6 +457,9 @@ fn main() {
             other: n_other / 10,
         });
     }
+    if approaches.is_empty() {
+        datasets.clear();
+    }
     for dataset in datasets {
         let mut rows = Vec::new();
         for &a in &approaches {
@@ -471,6 +475,11 @@ fn main() {
             rows.push((a, median(all)));
         }
         table(&dataset.describe(), &rows);
+    }
+
+    let per_prefix = env_usize("ONE_PASS", 250_000);
+    if per_prefix > 0 {
+        one_pass(&server, per_prefix, runs);
     }
 
     if !scaling.is_empty() {
@@ -497,5 +506,118 @@ fn main() {
                 ms(m.max)
             );
         }
+    }
+}
+
+/// The sweeps of the one-pass comparison: the same keys, named by four `OR` patterns, by one
+/// pattern, or by four sweeps one after the other (what it took before `OR`).
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    Or,
+    Single,
+    Four,
+}
+
+impl Pass {
+    fn name(self) -> &'static str {
+        match self {
+            Pass::Or => "`tmp:a:*` OR `tmp:b:*` OR `tmp:c:*` OR `tmp:d:*` (one call)",
+            Pass::Single => "`tmp:[a-d]:*` (one call, one pattern)",
+            Pass::Four => "`tmp:a:*`, then `tmp:b:*`, `tmp:c:*`, `tmp:d:*` (four calls)",
+        }
+    }
+
+    fn calls(self) -> Vec<Vec<&'static str>> {
+        match self {
+            Pass::Or => vec![vec![
+                "tmp:a:*", "OR", "tmp:b:*", "OR", "tmp:c:*", "OR", "tmp:d:*",
+            ]],
+            Pass::Single => vec![vec!["tmp:[a-d]:*"]],
+            Pass::Four => ["tmp:a:*", "tmp:b:*", "tmp:c:*", "tmp:d:*"]
+                .iter()
+                .map(|p| vec![*p])
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct PassRun {
+    wall: Duration,
+    cpu: Duration,
+    scanned: i64,
+    deleted: i64,
+}
+
+/// SPEC §9's goal: four prefixes of `per_prefix` keys each among eight (`tmp:a` … `tmp:h`), one
+/// call with `OR` against one single-pattern sweep deleting the same keys on the same keyspace.
+fn one_pass(server: &Server, per_prefix: usize, runs: usize) {
+    let total = 8 * per_prefix;
+    println!(
+        "\nOne pass, several patterns: delete 4 × {per_prefix} keys (`tmp:a:*` … `tmp:d:*`) among \
+         {total} (`tmp:a:*` … `tmp:h:*`, 100-byte strings); medians of {runs} runs, alternated"
+    );
+    let passes = [Pass::Or, Pass::Single, Pass::Four];
+    let mut results: Vec<Vec<PassRun>> = vec![Vec::new(); passes.len()];
+    let mut con = server.conn();
+    con.set_read_timeout(Some(Duration::from_secs(600)))
+        .unwrap();
+    for r in 1..=runs {
+        for (i, pass) in passes.iter().enumerate() {
+            redis::cmd("FLUSHALL")
+                .arg("SYNC")
+                .query::<()>(&mut con)
+                .unwrap();
+            for p in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+                populate(&mut con, per_prefix, &format!("tmp:{p}"), 100);
+            }
+            eprintln!("[bench] one pass: {} (run {r}/{runs})", pass.name());
+            let cpu0 = server_cpu(server.pid);
+            let t = Instant::now();
+            let (mut scanned, mut deleted) = (0, 0);
+            for call in pass.calls() {
+                let mut cmd = redis::cmd("SWEEP.CLEAR");
+                for a in call {
+                    cmd.arg(a);
+                }
+                let v: redis::Value = cmd.query(&mut con).unwrap();
+                let f = common::reply::fields(&v);
+                scanned += f["scanned"];
+                deleted += f["deleted"];
+            }
+            let wall = t.elapsed();
+            let cpu = server_cpu(server.pid).saturating_sub(cpu0);
+            let size: usize = redis::cmd("DBSIZE").query(&mut con).unwrap();
+            assert_eq!(deleted, 4 * per_prefix as i64, "{}", pass.name());
+            assert_eq!(size, total - 4 * per_prefix, "{}", pass.name());
+            results[i].push(PassRun {
+                wall,
+                cpu,
+                scanned,
+                deleted,
+            });
+        }
+    }
+    let mid = |runs: &[PassRun], f: fn(&PassRun) -> Duration| {
+        let mut d: Vec<Duration> = runs.iter().map(f).collect();
+        d.sort();
+        d[d.len() / 2]
+    };
+    let single = mid(&results[1], |m| m.wall).as_secs_f64();
+    println!("| sweep | wall s | server CPU s | scanned | deleted | wall / one pattern |");
+    println!("|---|---|---|---|---|---|");
+    for (i, pass) in passes.iter().enumerate() {
+        let wall = mid(&results[i], |m| m.wall);
+        let cpu = mid(&results[i], |m| m.cpu);
+        let PassRun {
+            scanned, deleted, ..
+        } = results[i][0];
+        println!(
+            "| {} | {} | {} | {scanned} | {deleted} | {:.2} |",
+            pass.name(),
+            secs(wall),
+            secs(cpu),
+            wall.as_secs_f64() / single
+        );
     }
 }

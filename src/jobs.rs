@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redis_module::raw;
 use sweep_core::args::{printable, ClearArgs};
 use sweep_core::error::SweepError;
-use sweep_core::glob::Pattern;
+use sweep_core::patterns::PatternSet;
 use sweep_core::sweep::{Counts, Limits, SliceEnd, Sweep};
 
 use crate::config;
@@ -58,6 +58,9 @@ struct Job {
     id: u64,
     db: i32,
     pattern: Vec<u8>,
+    /// `OR` and `EXCEPT` patterns, as given.
+    or: Vec<Vec<u8>>,
+    except: Vec<Vec<u8>>,
     sweep: Sweep<KeyName>,
     filters: Filters,
     cursor: Cursor,
@@ -78,6 +81,8 @@ struct Status {
     id: u64,
     state: &'static str,
     pattern: Vec<u8>,
+    or: Vec<Vec<u8>>,
+    except: Vec<Vec<u8>>,
     db: i32,
     progress: f64,
     counts: Counts,
@@ -100,6 +105,8 @@ impl Status {
             id: job.id,
             state,
             pattern: job.pattern.clone(),
+            or: job.or.clone(),
+            except: job.except.clone(),
             db: job.db,
             progress,
             counts,
@@ -113,6 +120,8 @@ impl Status {
             ("id", Value::Int(int(self.id))),
             ("state", Value::Bytes(self.state.as_bytes().to_vec())),
             ("pattern", Value::Bytes(self.pattern.clone())),
+            ("or", Value::List(self.or.clone())),
+            ("except", Value::List(self.except.clone())),
             ("db", Value::Int(i64::from(self.db))),
             ("progress", Value::Double(self.progress)),
         ];
@@ -284,8 +293,15 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
         idle_ms: args
             .idle
             .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)),
+        ttl: args.ttl,
+        minsize: args.minsize,
         dryrun: args.dryrun,
     };
+    if args.minsize.is_some() && !api.memory_usage_works(ctx) {
+        return Err(SweepError::Unavailable(
+            "MINSIZE needs the MEMORY USAGE command, which this server refuses".into(),
+        ));
+    }
     REGISTRY.with(|r| {
         let mut r = r.borrow_mut();
         if u64::try_from(r.jobs.len()).unwrap_or(u64::MAX) >= settings.max_jobs {
@@ -307,8 +323,13 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
         r.jobs.push(Job {
             id,
             db: api.selected_db(ctx),
-            sweep: Sweep::new(Pattern::new(&args.pattern), limits),
+            sweep: Sweep::new(
+                PatternSet::new(&args.pattern, &args.or, &args.except),
+                limits,
+            ),
             pattern: args.pattern,
+            or: args.or,
+            except: args.except,
             filters,
             cursor: Cursor::new(api),
             client,
@@ -649,6 +670,18 @@ fn finish_ended(api: &Api, ctx: Ctx, r: &mut Registry) {
     }
 }
 
+/// Every pattern of a sweep for the log: `'a*' or 'b*' except 'c*'`.
+fn patterns_shown(first: &[u8], or: &[Vec<u8>], except: &[Vec<u8>]) -> String {
+    let mut shown = format!("'{}'", printable(first));
+    for p in or {
+        shown.push_str(&format!(" or '{}'", printable(p)));
+    }
+    for p in except {
+        shown.push_str(&format!(" except '{}'", printable(p)));
+    }
+    shown
+}
+
 /// Ends a job: logs it, answers its blocked client, keeps it in the history.
 fn finish(api: &Api, ctx: Ctx, r: &mut Registry, mut job: Job) -> Status {
     let ending = job.ending.take().unwrap_or(Ending::Done);
@@ -658,9 +691,9 @@ fn finish(api: &Api, ctx: Ctx, r: &mut Registry, mut job: Job) -> Status {
     api.log_notice(
         ctx,
         &format!(
-            "sweep {} of '{}' on db {} {}{}: {}, longest slice {} us",
+            "sweep {} of {} on db {} {}{}: {}, longest slice {} us",
             job.id,
-            printable(&job.pattern),
+            patterns_shown(&job.pattern, &job.or, &job.except),
             job.db,
             ending.state(),
             match &ending {

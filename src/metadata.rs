@@ -23,6 +23,8 @@ enum Kind {
     String,
     Integer,
     PureToken,
+    /// One of the sub-arguments.
+    OneOf,
 }
 
 struct ArgDef {
@@ -33,6 +35,10 @@ struct ArgDef {
     /// What `redis-cli` and the docs show in place of the name.
     display: Option<&'static CStr>,
     summary: &'static CStr,
+    /// May be given again, token and all (`OR a OR b`): `multiple` and `multiple_token`.
+    repeats: bool,
+    /// The choices of a `OneOf`.
+    subargs: &'static [ArgDef],
 }
 
 struct CommandDef {
@@ -62,10 +68,43 @@ const fn option(
         optional: true,
         display,
         summary,
+        repeats: false,
+        subargs: &[],
     }
 }
 
-static CLEAR_ARGS: [ArgDef; 8] = [
+/// An option that may be given again, token and all (`OR a OR b`).
+const fn repeated(name: &'static CStr, token: &'static CStr, summary: &'static CStr) -> ArgDef {
+    ArgDef {
+        repeats: true,
+        ..option(name, Kind::String, token, Some(c"pattern"), summary)
+    }
+}
+
+static TTL_CHOICES: [ArgDef; 2] = [
+    ArgDef {
+        optional: false,
+        ..option(
+            c"persistent",
+            Kind::PureToken,
+            c"PERSISTENT",
+            None,
+            c"Only keys without a TTL",
+        )
+    },
+    ArgDef {
+        optional: false,
+        ..option(
+            c"volatile",
+            Kind::PureToken,
+            c"VOLATILE",
+            None,
+            c"Only keys with a TTL",
+        )
+    },
+];
+
+static CLEAR_ARGS: [ArgDef; 12] = [
     ArgDef {
         name: c"pattern",
         kind: Kind::String,
@@ -73,7 +112,19 @@ static CLEAR_ARGS: [ArgDef; 8] = [
         optional: false,
         display: None,
         summary: c"Glob pattern the key names must match, as KEYS and SCAN MATCH take",
+        repeats: false,
+        subargs: &[],
     },
+    repeated(
+        c"or",
+        c"OR",
+        c"Another pattern: keys matching any of the patterns are swept, in one pass",
+    ),
+    repeated(
+        c"except",
+        c"EXCEPT",
+        c"Keys matching this pattern are left alone",
+    ),
     option(
         c"count",
         Kind::Integer,
@@ -102,6 +153,23 @@ static CLEAR_ARGS: [ArgDef; 8] = [
         Some(c"seconds"),
         c"Only keys not accessed for at least this many seconds",
     ),
+    option(
+        c"minsize",
+        Kind::Integer,
+        c"MINSIZE",
+        Some(c"bytes"),
+        c"Only keys whose MEMORY USAGE is at least this many bytes",
+    ),
+    ArgDef {
+        name: c"ttl",
+        kind: Kind::OneOf,
+        token: None,
+        optional: true,
+        display: None,
+        summary: c"Only keys without a TTL (PERSISTENT) or with one (VOLATILE)",
+        repeats: false,
+        subargs: &TTL_CHOICES,
+    },
     option(
         c"limit",
         Kind::Integer,
@@ -132,6 +200,8 @@ static STATUS_ARGS: [ArgDef; 1] = [ArgDef {
     optional: true,
     display: None,
     summary: c"Job id that SWEEP.CLEAR ... ASYNC replied",
+    repeats: false,
+    subargs: &[],
 }];
 
 static CANCEL_ARGS: [ArgDef; 1] = [ArgDef {
@@ -141,6 +211,8 @@ static CANCEL_ARGS: [ArgDef; 1] = [ArgDef {
     optional: false,
     display: None,
     summary: c"Job id that SWEEP.CLEAR ... ASYNC replied",
+    repeats: false,
+    subargs: &[],
 }];
 
 static COMMANDS: [CommandDef; 3] = [
@@ -191,7 +263,8 @@ pub fn describe_commands(ctx: *mut raw::RedisModuleCtx) -> Result<(), String> {
         }
         let shown = def.name.to_string_lossy();
         if let Some(set_info) = set_info {
-            let mut args = raw_args(def.args);
+            let mut nested = Vec::new();
+            let mut args = raw_args(def.args, &mut nested);
             let version = raw::RedisModuleCommandInfoVersion {
                 version: 1,
                 sizeof_historyentry: size_of::<raw::RedisModuleCommandHistoryEntry>(),
@@ -234,31 +307,49 @@ pub fn describe_commands(ctx: *mut raw::RedisModuleCtx) -> Result<(), String> {
     Ok(())
 }
 
-/// The server's form of `defs`, terminated by a zeroed element.
-fn raw_args(defs: &[ArgDef]) -> Vec<raw::RedisModuleCommandArg> {
-    let mut args: Vec<raw::RedisModuleCommandArg> = defs
-        .iter()
-        .map(|def| raw::RedisModuleCommandArg {
+/// The server's form of `defs`, terminated by a zeroed element. The arrays of sub-arguments
+/// are pushed to `nested`, which must outlive the use of the result (moving a `Vec` into it
+/// does not move its heap buffer, so the pointers stay valid).
+fn raw_args(
+    defs: &[ArgDef],
+    nested: &mut Vec<Vec<raw::RedisModuleCommandArg>>,
+) -> Vec<raw::RedisModuleCommandArg> {
+    let mut args: Vec<raw::RedisModuleCommandArg> = Vec::with_capacity(defs.len() + 1);
+    for def in defs {
+        let subargs = if def.subargs.is_empty() {
+            ptr::null_mut()
+        } else {
+            let mut sub = raw_args(def.subargs, nested);
+            let p = sub.as_mut_ptr();
+            nested.push(sub);
+            p
+        };
+        let mut flags = if def.optional {
+            raw::REDISMODULE_CMD_ARG_OPTIONAL
+        } else {
+            raw::REDISMODULE_CMD_ARG_NONE
+        };
+        if def.repeats {
+            flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE | raw::REDISMODULE_CMD_ARG_MULTIPLE_TOKEN;
+        }
+        args.push(raw::RedisModuleCommandArg {
             name: def.name.as_ptr(),
             type_: match def.kind {
                 Kind::String => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
                 Kind::Integer => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER,
                 Kind::PureToken => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_PURE_TOKEN,
+                Kind::OneOf => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_ONEOF,
             },
             key_spec_index: -1,
             token: def.token.map_or(ptr::null(), CStr::as_ptr),
             summary: def.summary.as_ptr(),
             since: ptr::null(),
-            flags: if def.optional {
-                raw::REDISMODULE_CMD_ARG_OPTIONAL as c_int
-            } else {
-                raw::REDISMODULE_CMD_ARG_NONE as c_int
-            },
+            flags: flags as c_int,
             deprecated_since: ptr::null(),
-            subargs: ptr::null_mut(),
+            subargs,
             display_text: def.display.map_or(ptr::null(), CStr::as_ptr),
-        })
-        .collect();
+        });
+    }
     args.push(raw::RedisModuleCommandArg {
         name: ptr::null(),
         type_: 0,

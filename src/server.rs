@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use redis_module::raw;
-use sweep_core::glob::Pattern;
+use sweep_core::args::Ttl;
+use sweep_core::minsize;
+use sweep_core::patterns::PatternSet;
 use sweep_core::sweep::{KeyOutcome, Keyspace, ScanStep};
 
 type Ctx = *mut raw::RedisModuleCtx;
@@ -38,6 +40,8 @@ pub struct Api {
     free_string: unsafe extern "C" fn(Ctx, Str),
     open_key: unsafe extern "C" fn(Ctx, Str, c_int) -> *mut raw::RedisModuleKey,
     key_type: unsafe extern "C" fn(*mut raw::RedisModuleKey) -> c_int,
+    value_length: unsafe extern "C" fn(*mut raw::RedisModuleKey) -> usize,
+    get_expire: unsafe extern "C" fn(*mut raw::RedisModuleKey) -> raw::mstime_t,
     unlink_key: unsafe extern "C" fn(*mut raw::RedisModuleKey) -> c_int,
     close_key: unsafe extern "C" fn(*mut raw::RedisModuleKey),
     notify: unsafe extern "C" fn(Ctx, c_int, *const c_char, Str) -> c_int,
@@ -74,6 +78,7 @@ pub struct Api {
     ) -> *mut raw::RedisModuleCallReply,
     call_reply_type: unsafe extern "C" fn(*mut raw::RedisModuleCallReply) -> c_int,
     call_reply_length: unsafe extern "C" fn(*mut raw::RedisModuleCallReply) -> usize,
+    call_reply_integer: unsafe extern "C" fn(*mut raw::RedisModuleCallReply) -> c_longlong,
     call_reply_element: unsafe extern "C" fn(
         *mut raw::RedisModuleCallReply,
         usize,
@@ -182,6 +187,8 @@ impl Api {
             free_string: need!(missing, RedisModule_FreeString),
             open_key: need!(missing, RedisModule_OpenKey),
             key_type: need!(missing, RedisModule_KeyType),
+            value_length: need!(missing, RedisModule_ValueLength),
+            get_expire: need!(missing, RedisModule_GetExpire),
             unlink_key: need!(missing, RedisModule_UnlinkKey),
             close_key: need!(missing, RedisModule_CloseKey),
             notify: need!(missing, RedisModule_NotifyKeyspaceEvent),
@@ -207,6 +214,7 @@ impl Api {
             call: need!(missing, RedisModule_Call),
             call_reply_type: need!(missing, RedisModule_CallReplyType),
             call_reply_length: need!(missing, RedisModule_CallReplyLength),
+            call_reply_integer: need!(missing, RedisModule_CallReplyInteger),
             call_reply_element: need!(missing, RedisModule_CallReplyArrayElement),
             call_reply_string: need!(missing, RedisModule_CallReplyStringPtr),
             free_call_reply: need!(missing, RedisModule_FreeCallReply),
@@ -440,6 +448,52 @@ impl Api {
         name.map(String::into_bytes)
     }
 
+    /// `MEMORY USAGE key` with its default sampling, as the server computes it: `None` when the
+    /// key is gone or the server refuses the command. The server looks the key up without
+    /// touching it (`objectCommandLookup`: no access time, no keyspace event).
+    fn memory_usage(&self, ctx: Ctx, key: Str) -> Option<i64> {
+        // SAFETY: "cs" takes a C string and a live string; the reply is freed below.
+        let reply = unsafe {
+            (self.call)(
+                ctx,
+                c"MEMORY".as_ptr(),
+                c"cs".as_ptr(),
+                c"USAGE".as_ptr(),
+                key,
+            )
+        };
+        if reply.is_null() {
+            return None;
+        }
+        // SAFETY: `reply` is live until freed.
+        let usage = unsafe {
+            if (self.call_reply_type)(reply) == raw::REDISMODULE_REPLY_INTEGER as c_int {
+                Some((self.call_reply_integer)(reply))
+            } else {
+                None
+            }
+        };
+        // SAFETY: freed once.
+        unsafe { (self.free_call_reply)(reply) };
+        usage
+    }
+
+    /// Whether the `MEMORY` command answers here (it may be renamed away): `MEMORY HELP`, which
+    /// names no key (so no cluster redirection applies), replies with an array.
+    pub fn memory_usage_works(&self, ctx: Ctx) -> bool {
+        // SAFETY: "c" takes a NUL-terminated string; the reply is freed below.
+        let reply =
+            unsafe { (self.call)(ctx, c"MEMORY".as_ptr(), c"c".as_ptr(), c"HELP".as_ptr()) };
+        if reply.is_null() {
+            return false;
+        }
+        // SAFETY: `reply` is live until freed.
+        let kind = unsafe { (self.call_reply_type)(reply) };
+        // SAFETY: freed once.
+        unsafe { (self.free_call_reply)(reply) };
+        kind == raw::REDISMODULE_REPLY_ARRAY as c_int
+    }
+
     /// # Safety
     /// `reply` must be a live call reply (or NULL).
     unsafe fn reply_text(&self, reply: *mut raw::RedisModuleCallReply) -> Option<String> {
@@ -556,6 +610,14 @@ impl Api {
                     Value::Bytes(b) => {
                         (self.reply_with_string_buffer)(ctx, b.as_ptr().cast(), b.len())
                     }
+                    Value::List(items) => {
+                        let n = std::os::raw::c_long::try_from(items.len()).unwrap_or(0);
+                        (self.reply_with_array)(ctx, n);
+                        for b in items.iter().take(usize::try_from(n).unwrap_or(0)) {
+                            (self.reply_with_string_buffer)(ctx, b.as_ptr().cast(), b.len());
+                        }
+                        raw::REDISMODULE_OK as c_int
+                    }
                 };
             }
         }
@@ -580,6 +642,8 @@ pub enum Value {
     Int(i64),
     Double(f64),
     Bytes(Vec<u8>),
+    /// An array of strings (the `OR` and `EXCEPT` patterns of a job).
+    List(Vec<Vec<u8>>),
 }
 
 /// What a blocked client is answered with.
@@ -660,6 +724,13 @@ extern "C" fn on_disconnect(_ctx: Ctx, bc: *mut raw::RedisModuleBlockedClient) {
 /// A key name the scan found, owned by the module until dropped.
 pub struct KeyName(Str);
 
+impl KeyName {
+    fn bytes<'a>(&'a self, api: &Api) -> &'a [u8] {
+        // SAFETY: the string is live while we hold it.
+        unsafe { api.bytes(self.0) }
+    }
+}
+
 impl Drop for KeyName {
     fn drop(&mut self) {
         if let Some(api) = api() {
@@ -719,13 +790,21 @@ pub struct Filters {
     pub key_type: Option<Vec<u8>>,
     /// Least idle time in milliseconds (`OBJECT IDLETIME` × 1000).
     pub idle_ms: Option<i64>,
+    /// `PERSISTENT` / `VOLATILE`.
+    pub ttl: Option<Ttl>,
+    /// Least `MEMORY USAGE` in bytes.
+    pub minsize: Option<u64>,
     /// Count what would be deleted; delete nothing.
     pub dryrun: bool,
 }
 
 impl Filters {
     fn any(&self) -> bool {
-        self.key_type.is_some() || self.idle_ms.is_some() || self.dryrun
+        self.key_type.is_some()
+            || self.idle_ms.is_some()
+            || self.ttl.is_some()
+            || self.minsize.is_some()
+            || self.dryrun
     }
 }
 
@@ -743,7 +822,7 @@ pub struct Slice<'a> {
 
 struct ScanData<'a> {
     api: &'a Api,
-    pattern: &'a Pattern,
+    pattern: &'a PatternSet,
     found: &'a mut VecDeque<KeyName>,
     visited: u64,
 }
@@ -783,7 +862,7 @@ extern "C" fn scan_callback(
 impl Keyspace for Slice<'_> {
     type Name = KeyName;
 
-    fn scan(&mut self, pattern: &Pattern, found: &mut VecDeque<KeyName>) -> ScanStep {
+    fn scan(&mut self, pattern: &PatternSet, found: &mut VecDeque<KeyName>) -> ScanStep {
         let mut data = ScanData {
             api: self.api,
             pattern,
@@ -813,6 +892,10 @@ impl Keyspace for Slice<'_> {
             match self.check(&name) {
                 Check::Passes => {}
                 Check::Fails => return KeyOutcome::Filtered,
+                // A key found expired had a TTL: under PERSISTENT it was never a candidate.
+                Check::Missing if self.filters.ttl == Some(Ttl::Persistent) => {
+                    return KeyOutcome::Filtered
+                }
                 Check::Missing => {
                     return if crate::jobs::expired_seen() {
                         KeyOutcome::Expired
@@ -888,8 +971,11 @@ fn core_type_name(key_type: c_int) -> Option<&'static [u8]> {
 impl Slice<'_> {
     /// Checks the filters on a key opened for reading without touching its LRU/LFU data, so a
     /// key that stays is left exactly as it was (no `WATCH` signal, no access recorded).
+    /// Cheapest first (SPEC §9): the type the key handle tells, TTL, idle time, then what needs
+    /// a command (a module type's name, `MEMORY USAGE`).
     fn check(&self, name: &KeyName) -> Check {
         let api = self.api;
+        let filters = self.filters;
         let mode = raw::REDISMODULE_READ | raw::REDISMODULE_OPEN_KEY_NOTOUCH;
         // SAFETY: `ctx` has the sweep's database selected; `name` is live. Opening for read
         // reclaims the key if it has expired, as any read does.
@@ -897,37 +983,76 @@ impl Slice<'_> {
         if key.is_null() {
             return Check::Missing;
         }
-        let mut passes = true;
-        // SAFETY: `key` is the live handle opened above, closed once below.
+        // SAFETY: `key` is the live handle opened above; every path below closes it once.
         let key_type = unsafe { (api.key_type)(key) };
         if key_type == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
             // SAFETY: as above.
             unsafe { (api.close_key)(key) };
             return Check::Missing;
         }
-        if let Some(min) = self.filters.idle_ms {
+        let core_type = core_type_name(key_type);
+        let passes = self.check_open(key, core_type);
+        // The string length, for the MINSIZE shortcut, while the key is open.
+        let string_len = (passes && core_type == Some(b"string") && filters.minsize.is_some())
+            // SAFETY: as above; reading the length does not touch the key.
+            .then(|| unsafe { (api.value_length)(key) });
+        // SAFETY: as above.
+        unsafe { (api.close_key)(key) };
+        if !passes {
+            return Check::Fails;
+        }
+        if let (Some(wanted), None) = (&filters.key_type, core_type) {
+            let actual = api.type_name(self.ctx, name.0);
+            if !actual.is_some_and(|a| a.eq_ignore_ascii_case(wanted)) {
+                return Check::Fails;
+            }
+        }
+        if let Some(min) = filters.minsize {
+            let quick = string_len.and_then(|len| {
+                let key_len = name.bytes(api).len();
+                minsize::string_verdict(len as u64, key_len as u64, min)
+            });
+            let passes = match quick {
+                Some(verdict) => verdict,
+                // A key the server will not measure (a cluster redirection mid-migration) is
+                // left alone.
+                None => api
+                    .memory_usage(self.ctx, name.0)
+                    .is_some_and(|usage| u64::try_from(usage).is_ok_and(|u| u >= min)),
+            };
+            if !passes {
+                return Check::Fails;
+            }
+        }
+        Check::Passes
+    }
+
+    /// The filters that the open key handle answers: `TYPE` of a core type, TTL, idle time.
+    fn check_open(&self, key: *mut raw::RedisModuleKey, core_type: Option<&[u8]>) -> bool {
+        let (api, filters) = (self.api, self.filters);
+        if let (Some(wanted), Some(actual)) = (&filters.key_type, core_type) {
+            if !actual.eq_ignore_ascii_case(wanted) {
+                return false;
+            }
+        }
+        if let Some(ttl) = filters.ttl {
+            // SAFETY: `key` is a live handle; reading the TTL does not touch the key.
+            let expire = unsafe { (api.get_expire)(key) };
+            let volatile = expire != raw::mstime_t::from(raw::REDISMODULE_NO_EXPIRE);
+            if volatile != (ttl == Ttl::Volatile) {
+                return false;
+            }
+        }
+        if let Some(min) = filters.idle_ms {
             let mut idle: raw::mstime_t = -1;
             // SAFETY: as above; `idle` is a live out-parameter.
             unsafe { (api.get_lru)(key, &mut idle) };
             // -1: the server tracks LFU, not idle time (the policy changed mid-sweep).
-            passes = idle >= 0 && idle / 1000 >= min / 1000;
-        }
-        // SAFETY: as above.
-        unsafe { (api.close_key)(key) };
-        if passes {
-            if let Some(wanted) = &self.filters.key_type {
-                let actual = match core_type_name(key_type) {
-                    Some(name) => Some(name.to_vec()),
-                    None => api.type_name(self.ctx, name.0),
-                };
-                passes = actual.is_some_and(|a| a.eq_ignore_ascii_case(wanted));
+            if !(idle >= 0 && idle / 1000 >= min / 1000) {
+                return false;
             }
         }
-        if passes {
-            Check::Passes
-        } else {
-            Check::Fails
-        }
+        true
     }
 
     /// Propagates this slice's deletions to replicas and the AOF as one `UNLINK`, in the

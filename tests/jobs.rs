@@ -34,6 +34,8 @@ fn async_replies_with_an_id_and_the_job_runs_to_the_end() {
         "id",
         "state",
         "pattern",
+        "or",
+        "except",
         "db",
         "progress",
         "scanned",
@@ -56,7 +58,7 @@ fn status_shapes_in_resp2_and_resp3() {
     let id = start_async(&mut con, &["a:*"]);
     wait_done(&mut con, id);
     let v: Value = redis::cmd("SWEEP.STATUS").arg(id).query(&mut con).unwrap();
-    assert!(matches!(v, Value::Array(ref a) if a.len() == 24), "{v:?}");
+    assert!(matches!(v, Value::Array(ref a) if a.len() == 28), "{v:?}");
     let all: Value = redis::cmd("SWEEP.STATUS").query(&mut con).unwrap();
     assert!(
         matches!(all, Value::Array(ref a) if a.len() == 1),
@@ -72,7 +74,7 @@ fn status_shapes_in_resp2_and_resp3() {
         .arg(id)
         .query(&mut resp3)
         .unwrap();
-    assert!(matches!(v, Value::Map(ref m) if m.len() == 12), "{v:?}");
+    assert!(matches!(v, Value::Map(ref m) if m.len() == 14), "{v:?}");
     assert!(matches!(
         v,
         Value::Map(ref m) if m.iter().any(|(k, v)| text(k) == "progress" && matches!(v, Value::Double(_)))

@@ -137,10 +137,14 @@ fn command_docs_describe_sweep_clear_and_every_argument() {
         args_of(&docs),
         [
             arg("pattern", "string", None, false),
+            arg("or", "string", Some("OR"), true),
+            arg("except", "string", Some("EXCEPT"), true),
             arg("count", "integer", Some("COUNT"), true),
             arg("batch", "integer", Some("BATCH"), true),
             arg("type", "string", Some("TYPE"), true),
             arg("idle", "integer", Some("IDLE"), true),
+            arg("minsize", "integer", Some("MINSIZE"), true),
+            arg("ttl", "oneof", None, true),
             arg("limit", "integer", Some("LIMIT"), true),
             arg("dryrun", "pure-token", Some("DRYRUN"), true),
             arg("async", "pure-token", Some("ASYNC"), true),
@@ -151,6 +155,29 @@ fn command_docs_describe_sweep_clear_and_every_argument() {
     for a in items(&docs["arguments"]) {
         let f = fields(a);
         assert!(f.contains_key("summary"), "{f:?}");
+        let flags: Vec<String> = f
+            .get("flags")
+            .map(|v| items(v).iter().map(text).collect())
+            .unwrap_or_default();
+        let name = text(&f["name"]);
+        // OR and EXCEPT repeat with their token (`OR a OR b`), as SORT's GET does.
+        let repeats =
+            flags.iter().any(|x| x == "multiple") && flags.iter().any(|x| x == "multiple_token");
+        assert_eq!(
+            repeats,
+            name == "or" || name == "except",
+            "{name}: {flags:?}"
+        );
+        if name == "ttl" {
+            let choices: Vec<Arg> = args_of(&f);
+            assert_eq!(
+                choices,
+                [
+                    arg("persistent", "pure-token", Some("PERSISTENT"), false),
+                    arg("volatile", "pure-token", Some("VOLATILE"), false),
+                ]
+            );
+        }
         if text(&f["name"]) == "idle" && server.server_major_minor() >= (7, 2) {
             assert_eq!(f.get("display_text").map(text).as_deref(), Some("seconds"));
         }

@@ -1,10 +1,14 @@
 //! Per-key cost of `Pattern::matches` on the shapes SWEEP sees most, and on Redis's
-//! pathological regression patterns.
+//! pathological regression patterns; then of `PatternSet::matches` (OR/EXCEPT) for 1, 4 and 16
+//! patterns.
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sweep_core::glob::Pattern;
+use sweep_core::patterns::PatternSet;
 
 fn keys(prefix: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)
@@ -79,5 +83,81 @@ fn pathological(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, prefix, classes, pathological);
+/// Sixteen cache prefixes, as a clean-up of several caches names them.
+const WORDS: [&str; 16] = [
+    "image", "thumb", "avatar", "session", "feed", "cart", "price", "search", "geo", "rank",
+    "token", "quota", "draft", "inbox", "badge", "promo",
+];
+
+/// 1,000 keys: half under one of the sixteen prefixes (each shape's own), half under others.
+fn mixed_keys(name: impl Fn(usize) -> String) -> Vec<Vec<u8>> {
+    (0..1000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("{}:{i:08x}:payload", name(i / 2 % 16))
+            } else {
+                format!("other{}:{i:08x}:payload", i % 7)
+            }
+        })
+        .map(String::into_bytes)
+        .collect()
+}
+
+/// `PatternSet::matches` per key for 1, 4 and 16 patterns of three shapes, next to the naive
+/// way (every pattern in turn) for comparison.
+fn pattern_sets(c: &mut Criterion) {
+    type Shape = (&'static str, fn(usize) -> String, fn(usize) -> String);
+    let shapes: [Shape; 3] = [
+        // `image:*`, `thumb:*`, …: distinct literal prefixes.
+        (
+            "distinct_prefixes",
+            |i| format!("{}:*", WORDS[i]),
+            |i| WORDS[i].to_string(),
+        ),
+        // `tmp:image:*`, `tmp:thumb:*`, …: one shared prefix, then distinct ones.
+        (
+            "shared_prefix",
+            |i| format!("tmp:{}:*", WORDS[i]),
+            |i| format!("tmp:{}", WORDS[i]),
+        ),
+        // `*:image:*`-like: no literal prefix at all, so every pattern runs (the worst case).
+        (
+            "no_prefix",
+            |i| format!("*{}:*", WORDS[i]),
+            |i| WORDS[i].to_string(),
+        ),
+    ];
+    for (shape, pattern, key) in shapes {
+        let keys = mixed_keys(key);
+        let mut group = c.benchmark_group(format!("patterns/{shape}"));
+        group.throughput(Throughput::Elements(keys.len() as u64));
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        for n in [1usize, 4, 16] {
+            let all: Vec<Vec<u8>> = (0..n).map(|i| pattern(i).into_bytes()).collect();
+            let set = PatternSet::new(&all[0], &all[1..], &[] as &[Vec<u8>]);
+            group.bench_with_input(BenchmarkId::new("set", n), &keys, |b, keys| {
+                b.iter(|| keys.iter().filter(|k| set.matches(black_box(k))).count())
+            });
+            let naive: Vec<Pattern> = all.iter().map(|p| Pattern::new(p)).collect();
+            group.bench_with_input(BenchmarkId::new("one_by_one", n), &keys, |b, keys| {
+                b.iter(|| {
+                    keys.iter()
+                        .filter(|k| naive.iter().any(|p| p.matches(black_box(k))))
+                        .count()
+                })
+            });
+        }
+        // The clean-up of the README: three caches but not the pinned entries.
+        if shape == "distinct_prefixes" {
+            let set = PatternSet::new(b"image:*", &[&b"thumb:*"[..], b"avatar:*"], &[b"*:pinned"]);
+            group.bench_with_input(BenchmarkId::new("set_3_except_1", 3), &keys, |b, keys| {
+                b.iter(|| keys.iter().filter(|k| set.matches(black_box(k))).count())
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, prefix, classes, pathological, pattern_sets);
 criterion_main!(benches);

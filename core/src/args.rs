@@ -1,8 +1,9 @@
 //! Parsing of the commands' arguments into typed structs, before anything runs.
 //!
-//! `SWEEP.CLEAR pattern [COUNT n] [BATCH m] [TYPE type] [IDLE seconds] [LIMIT max] [DRYRUN]
-//! [ASYNC]`: keywords are case-insensitive, may come in any order and each may appear once, as
-//! in the server's own commands. Integers follow the server's strict rules (`string2ll`): no
+//! `SWEEP.CLEAR pattern [OR pattern …] [EXCEPT pattern …] [COUNT n] [BATCH m] [TYPE type]
+//! [IDLE seconds] [MINSIZE bytes] [PERSISTENT | VOLATILE] [LIMIT max] [DRYRUN] [ASYNC]`:
+//! keywords are case-insensitive and may come in any order; each may appear once, as in the
+//! server's own commands, except `OR` and `EXCEPT`, which repeat. Integers follow the server's strict rules (`string2ll`): no
 //! `+`, no spaces, no leading zeros.
 
 use crate::error::SweepError;
@@ -14,6 +15,20 @@ const IDLE: &str = "IDLE";
 const LIMIT: &str = "LIMIT";
 const DRYRUN: &str = "DRYRUN";
 const ASYNC: &str = "ASYNC";
+const OR: &str = "OR";
+const EXCEPT: &str = "EXCEPT";
+const MINSIZE: &str = "MINSIZE";
+const PERSISTENT: &str = "PERSISTENT";
+const VOLATILE: &str = "VOLATILE";
+
+/// `PERSISTENT` / `VOLATILE`: only keys without / with a time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// `TTL` answers -1.
+    Persistent,
+    /// The key has a time to live.
+    Volatile,
+}
 
 /// What `SWEEP.CLEAR` was asked to do. `count` and `batch` left out are `None`: their defaults
 /// come from the module's configuration at the time the command runs.
@@ -30,6 +45,14 @@ pub struct ClearArgs {
     pub limit: Option<u64>,
     pub dryrun: bool,
     pub run_async: bool,
+    /// More patterns (`OR`, repeatable), in the order given.
+    pub or: Vec<Vec<u8>>,
+    /// Patterns of keys to leave alone (`EXCEPT`, repeatable), in the order given.
+    pub except: Vec<Vec<u8>>,
+    /// Only keys whose `MEMORY USAGE` is at least this many bytes.
+    pub minsize: Option<u64>,
+    /// Only keys without (`PERSISTENT`) or with (`VOLATILE`) a time to live.
+    pub ttl: Option<Ttl>,
 }
 
 impl ClearArgs {
@@ -57,6 +80,26 @@ impl ClearArgs {
                 }
                 let value = rest.next().ok_or(SweepError::MissingValue(TYPE))?;
                 parsed.key_type = Some(value.to_ascii_lowercase());
+            } else if is(OR) {
+                parsed
+                    .or
+                    .push(rest.next().ok_or(SweepError::MissingValue(OR))?.to_vec());
+            } else if is(EXCEPT) {
+                let value = rest.next().ok_or(SweepError::MissingValue(EXCEPT))?;
+                parsed.except.push(value.to_vec());
+            } else if is(MINSIZE) {
+                parsed.minsize = Some(integer(&parsed.minsize, MINSIZE, 0, rest.next())?);
+            } else if is(PERSISTENT) || is(VOLATILE) {
+                let (this, keyword) = if is(PERSISTENT) {
+                    (Ttl::Persistent, PERSISTENT)
+                } else {
+                    (Ttl::Volatile, VOLATILE)
+                };
+                match parsed.ttl {
+                    None => parsed.ttl = Some(this),
+                    Some(seen) if seen == this => return Err(SweepError::Repeated(keyword)),
+                    Some(_) => return Err(SweepError::Exclusive(PERSISTENT, VOLATILE)),
+                }
             } else if is(DRYRUN) {
                 once(&mut parsed.dryrun, DRYRUN)?;
             } else if is(ASYNC) {
@@ -153,6 +196,7 @@ pub fn printable(word: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn parse(words: &[&str]) -> Result<ClearArgs, SweepError> {
         ClearArgs::parse(words)
@@ -315,6 +359,74 @@ mod tests {
         "ERR ASYNC given twice"
     );
 
+    err!(missing_or_value, ["a*", "OR"], "ERR OR needs a value");
+    err!(
+        missing_except_value,
+        ["a*", "OR", "b*", "EXCEPT"],
+        "ERR EXCEPT needs a value"
+    );
+    err!(
+        missing_minsize_value,
+        ["a*", "MINSIZE"],
+        "ERR MINSIZE needs a value"
+    );
+    err!(
+        minsize_negative,
+        ["a*", "MINSIZE", "-1"],
+        "ERR MINSIZE must be an integer of 0 or more"
+    );
+    err!(
+        minsize_text,
+        ["a*", "MINSIZE", "1MB"],
+        "ERR MINSIZE must be an integer of 0 or more"
+    );
+    err!(
+        minsize_twice,
+        ["a*", "MINSIZE", "1", "minsize", "2"],
+        "ERR MINSIZE given twice"
+    );
+    err!(
+        persistent_and_volatile,
+        ["a*", "PERSISTENT", "volatile"],
+        "ERR PERSISTENT and VOLATILE cannot be used together"
+    );
+    err!(
+        volatile_and_persistent,
+        ["a*", "VOLATILE", "DRYRUN", "Persistent"],
+        "ERR PERSISTENT and VOLATILE cannot be used together"
+    );
+    err!(
+        persistent_twice,
+        ["a*", "PERSISTENT", "PERSISTENT"],
+        "ERR PERSISTENT given twice"
+    );
+    err!(
+        volatile_twice,
+        ["a*", "volatile", "VOLATILE"],
+        "ERR VOLATILE given twice"
+    );
+
+    #[test]
+    fn or_and_except_repeat_and_keep_their_order() {
+        let a = parse(&[
+            "image:*", "OR", "thumb:*", "except", "*:pinned", "or", "OR", "EXCEPT", "",
+        ])
+        .unwrap();
+        assert_eq!(a.pattern, b"image:*");
+        assert_eq!(a.or, [&b"thumb:*"[..], b"OR"]);
+        assert_eq!(a.except, [&b"*:pinned"[..], b""]);
+    }
+
+    #[test]
+    fn ttl_and_minsize() {
+        let a = parse(&["s:*", "persistent", "MINSIZE", "0"]).unwrap();
+        assert_eq!((a.ttl, a.minsize), (Some(Ttl::Persistent), Some(0)));
+        let a = parse(&["s:*", "MinSize", "1048576", "VOLATILE"]).unwrap();
+        assert_eq!((a.ttl, a.minsize), (Some(Ttl::Volatile), Some(1_048_576)));
+        let a = parse(&["s:*"]).unwrap();
+        assert_eq!((a.ttl, a.minsize), (None, None));
+    }
+
     #[test]
     fn every_option_at_once() {
         let a = parse(&[
@@ -333,6 +445,7 @@ mod tests {
                 limit: Some(0),
                 dryrun: true,
                 run_async: true,
+                ..ClearArgs::default()
             }
         );
     }
@@ -386,6 +499,103 @@ mod tests {
                 let text = e.to_string();
                 proptest::prop_assert!(text.starts_with("ERR "));
                 proptest::prop_assert!(!text.contains('\r') && !text.contains('\n'));
+            }
+        }
+
+        /// Well-formed commands of the whole grammar, options in any order and any case, parse
+        /// to exactly what they say.
+        #[test]
+        fn the_grammar_round_trips(
+            pattern in proptest::collection::vec(proptest::num::u8::ANY, 0..6),
+            or in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..6), 0..4),
+            except in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..6), 0..3),
+            count in proptest::option::of(1u64..1_000_000),
+            batch in proptest::option::of(1u64..1_000_000),
+            idle in proptest::option::of(0u64..1_000_000),
+            minsize in proptest::option::of(proptest::num::u64::ANY.prop_map(|n| n >> 1)),
+            limit in proptest::option::of(0u64..1_000_000),
+            key_type in proptest::option::of(proptest::sample::select(vec!["string", "hash", "zset", "MyType"])),
+            ttl in proptest::option::of(proptest::bool::ANY.prop_map(|v| if v { Ttl::Volatile } else { Ttl::Persistent })),
+            dryrun in proptest::bool::ANY,
+            run_async in proptest::bool::ANY,
+            order in proptest::collection::vec(proptest::num::usize::ANY, 32),
+            lower in proptest::collection::vec(proptest::bool::ANY, 32),
+        ) {
+            use proptest::prelude::*;
+            let kw = |w: &str, i: usize| -> Vec<u8> {
+                if lower.get(i % 32).copied().unwrap_or(false) { w.to_ascii_lowercase().into_bytes() } else { w.as_bytes().to_vec() }
+            };
+            let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
+            for (i, p) in or.iter().enumerate() { groups.push(vec![kw("OR", i), p.clone()]); }
+            for (i, p) in except.iter().enumerate() { groups.push(vec![kw("EXCEPT", i + 8), p.clone()]); }
+            let int = |name: &str, v: Option<u64>, i: usize, groups: &mut Vec<Vec<Vec<u8>>>| {
+                if let Some(v) = v { groups.push(vec![kw(name, i), v.to_string().into_bytes()]); }
+            };
+            int("COUNT", count, 16, &mut groups);
+            int("BATCH", batch, 17, &mut groups);
+            int("IDLE", idle, 18, &mut groups);
+            int("MINSIZE", minsize, 19, &mut groups);
+            int("LIMIT", limit, 20, &mut groups);
+            if let Some(t) = key_type { groups.push(vec![kw("TYPE", 21), t.as_bytes().to_vec()]); }
+            match ttl {
+                Some(Ttl::Persistent) => groups.push(vec![kw("PERSISTENT", 22)]),
+                Some(Ttl::Volatile) => groups.push(vec![kw("VOLATILE", 22)]),
+                None => {}
+            }
+            if dryrun { groups.push(vec![kw("DRYRUN", 23)]); }
+            if run_async { groups.push(vec![kw("ASYNC", 24)]); }
+            // Shuffle the groups, keeping OR and EXCEPT in their own relative order.
+            let mut keyed: Vec<(usize, usize, Vec<Vec<u8>>)> = groups
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| (order.get(i % 32).copied().unwrap_or(0), i, g))
+                .collect();
+            let is_repeatable = |g: &Vec<Vec<u8>>| g.first().is_some_and(|w| w.eq_ignore_ascii_case(b"OR") || w.eq_ignore_ascii_case(b"EXCEPT"));
+            keyed.sort_by_key(|(k, i, g)| if is_repeatable(g) { (0, *i) } else { (*k, *i) });
+            let mut words = vec![pattern.clone()];
+            for (_, _, g) in keyed { words.extend(g); }
+            let parsed = ClearArgs::parse(&words);
+            prop_assert!(parsed.is_ok(), "{:?}: {:?}", words, parsed);
+            let parsed = parsed.unwrap_or_default();
+            prop_assert_eq!(parsed, ClearArgs {
+                pattern,
+                count,
+                batch,
+                key_type: key_type.map(|t| t.to_ascii_lowercase().into_bytes()),
+                idle,
+                limit,
+                dryrun,
+                run_async,
+                or,
+                except,
+                minsize,
+                ttl,
+            });
+        }
+
+        /// Sequences made mostly of the command's own keywords, in any order and number: a
+        /// result or an `ERR` line, never a panic.
+        #[test]
+        fn keyword_soup_gives_a_result_not_a_panic(
+            words in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "OR", "except", "MINSIZE", "persistent", "VOLATILE", "COUNT", "BATCH",
+                        "TYPE", "IDLE", "LIMIT", "DRYRUN", "ASYNC", "0", "-1", "7", "a*", "",
+                    ]).prop_map(|w| w.as_bytes().to_vec()),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..4),
+                ],
+                0..12,
+            )
+        ) {
+            use proptest::prelude::*;
+            match ClearArgs::parse(&words) {
+                Ok(a) => prop_assert!(a.or.len() + a.except.len() < words.len()),
+                Err(e) => {
+                    let text = e.to_string();
+                    prop_assert!(text.starts_with("ERR "));
+                    prop_assert!(!text.contains('\r') && !text.contains('\n'));
+                }
             }
         }
 

@@ -18,6 +18,8 @@ pub enum SweepError {
     MissingValue(&'static str),
     /// An option whose value is not an integer or is below its minimum.
     BadInteger { option: &'static str, min: i64 },
+    /// Two options that exclude each other were both given.
+    Exclusive(&'static str, &'static str),
     /// A job id that is not a positive integer.
     BadJobId,
     /// No job has this id (or it is no longer kept).
@@ -44,6 +46,7 @@ impl fmt::Display for SweepError {
                 0 => write!(f, "ERR {option} must be an integer of 0 or more"),
                 _ => write!(f, "ERR {option} must be an integer of {min} or more"),
             },
+            SweepError::Exclusive(a, b) => write!(f, "ERR {a} and {b} cannot be used together"),
             SweepError::BadJobId => write!(f, "ERR job id must be a positive integer"),
             SweepError::NoSuchJob(id) => write!(f, "ERR no sweep with id {id}"),
             SweepError::JobEnded(id, state) => {
@@ -81,6 +84,7 @@ mod tests {
                 min: 0,
             },
             SweepError::CannotBlock,
+            SweepError::Exclusive("PERSISTENT", "VOLATILE"),
             SweepError::Unavailable("not now".into()),
             SweepError::BadJobId,
             SweepError::NoSuchJob(3),

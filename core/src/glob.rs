@@ -380,6 +380,12 @@ impl Pattern {
         matches!(self.rest, Rest::All)
     }
 
+    /// True when the pattern matches no key at all (an empty set `[]`, or more nested star
+    /// groups than Redis recurses into).
+    pub fn never(&self) -> bool {
+        matches!(self.rest, Rest::Never)
+    }
+
     /// The literal bytes every matching key starts with (may be empty).
     pub fn literal_prefix(&self) -> &[u8] {
         &self.prefix

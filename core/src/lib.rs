@@ -5,4 +5,6 @@
 pub mod args;
 pub mod error;
 pub mod glob;
+pub mod minsize;
+pub mod patterns;
 pub mod sweep;

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::glob::Pattern;
+use crate::patterns::PatternSet;
 
 /// What became of one matched key when the sweep reached it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +40,9 @@ pub struct ScanStep {
 pub trait Keyspace {
     /// A key name the scan found, held until the sweep reaches it.
     type Name;
-    /// Calls the server's scan once (one hash bucket) and appends the names that `pattern`
-    /// matches to `found`.
-    fn scan(&mut self, pattern: &Pattern, found: &mut VecDeque<Self::Name>) -> ScanStep;
+    /// Calls the server's scan once (one hash bucket) and appends the names that `patterns`
+    /// match to `found`.
+    fn scan(&mut self, patterns: &PatternSet, found: &mut VecDeque<Self::Name>) -> ScanStep;
     /// Deletes the key, checking at this moment that it still exists and may be written.
     fn delete(&mut self, name: Self::Name) -> KeyOutcome;
 }
@@ -119,7 +119,7 @@ const OPS_PER_CLOCK_READ: u32 = 8;
 
 /// One sweep over one database.
 pub struct Sweep<N> {
-    pattern: Pattern,
+    pattern: PatternSet,
     limits: Limits,
     /// Matched names not reached yet: at most one scan step's worth (about `COUNT`).
     pending: VecDeque<N>,
@@ -132,9 +132,11 @@ pub struct Sweep<N> {
 }
 
 impl<N> Sweep<N> {
-    pub fn new(pattern: Pattern, limits: Limits) -> Sweep<N> {
+    /// A sweep of the keys `pattern` matches: one [`Pattern`](crate::glob::Pattern), or a
+    /// [`PatternSet`] with `OR` and `EXCEPT` patterns.
+    pub fn new(pattern: impl Into<PatternSet>, limits: Limits) -> Sweep<N> {
         Sweep {
-            pattern,
+            pattern: pattern.into(),
             limits: Limits {
                 count: limits.count.clamp(1, MAX_STEP),
                 batch: limits.batch.max(1),
@@ -157,7 +159,7 @@ impl<N> Sweep<N> {
         self.counts
     }
 
-    pub fn pattern(&self) -> &Pattern {
+    pub fn pattern(&self) -> &PatternSet {
         &self.pattern
     }
 
@@ -250,6 +252,7 @@ impl<N> Sweep<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::glob::Pattern;
     use std::cell::Cell;
     use std::collections::BTreeMap;
 
@@ -293,7 +296,7 @@ mod tests {
     impl Keyspace for Memory {
         type Name = Vec<u8>;
 
-        fn scan(&mut self, pattern: &Pattern, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
+        fn scan(&mut self, pattern: &PatternSet, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
             self.scan_calls += 1;
             let end = (self.cursor + self.bucket).min(self.order.len());
             let mut visited = 0;
@@ -468,7 +471,7 @@ mod tests {
         struct Twice(Memory);
         impl Keyspace for Twice {
             type Name = Vec<u8>;
-            fn scan(&mut self, p: &Pattern, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
+            fn scan(&mut self, p: &PatternSet, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
                 let before = found.len();
                 let step = self.0.scan(p, found);
                 let again: Vec<Vec<u8>> = found.iter().skip(before).cloned().collect();
@@ -561,7 +564,7 @@ mod tests {
         struct Dry(Memory);
         impl Keyspace for Dry {
             type Name = Vec<u8>;
-            fn scan(&mut self, p: &Pattern, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
+            fn scan(&mut self, p: &PatternSet, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
                 self.0.scan(p, found)
             }
             fn delete(&mut self, name: Vec<u8>) -> KeyOutcome {

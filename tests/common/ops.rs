@@ -38,13 +38,15 @@ pub fn start_async(con: &mut redis::Connection, args: &[&str]) -> i64 {
     cmd.arg("ASYNC").query(con).unwrap()
 }
 
-/// A reply value as text (names, states, numbers).
+/// A reply value as text (names, states, numbers, lists of names).
 pub fn text(v: &Value) -> String {
     match v {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
         Value::SimpleString(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         Value::Double(d) => d.to_string(),
+        // A list of names (a job's `or` and `except` patterns): `["a*", "b*"]`.
+        Value::Array(items) => format!("{:?}", items.iter().map(text).collect::<Vec<_>>()),
         other => panic!("unexpected {other:?}"),
     }
 }
