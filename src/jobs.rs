@@ -320,6 +320,7 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
         };
         let id = r.next_id;
         r.next_id += 1;
+        let cursor = Cursor::for_sweep(api, &args.pattern, &args.or, limits.count);
         r.jobs.push(Job {
             id,
             db: api.selected_db(ctx),
@@ -331,7 +332,7 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
             or: args.or,
             except: args.except,
             filters,
-            cursor: Cursor::new(api),
+            cursor,
             client,
             user,
             started: Instant::now(),

@@ -90,6 +90,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         ctx.log_warning(&format!("redis-sweep cannot load: {e}"));
         return Status::Err;
     }
+    ctx.log_notice(&format!("redis-sweep: {}", api.mechanism.describe()));
     if !api.has_event_loop() {
         ctx.log_notice(
             "redis-sweep: this server has no event-loop hooks (Redis 7.0+); \

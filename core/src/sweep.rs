@@ -45,6 +45,50 @@ pub trait Keyspace {
     fn scan(&mut self, patterns: &PatternSet, found: &mut VecDeque<Self::Name>) -> ScanStep;
     /// Deletes the key, checking at this moment that it still exists and may be written.
     fn delete(&mut self, name: Self::Name) -> KeyOutcome;
+    /// Matched keys the last scan call found expired and had the server reclaim (a scan that
+    /// reads keys expires them, as `SCAN` does): counted as matched and expired. The default
+    /// finds none.
+    fn take_expired(&mut self) -> u64 {
+        0
+    }
+    /// How many names [`Keyspace::delete_batch`] takes at once: 1 (the default) reaches keys
+    /// one by one.
+    fn batch_size(&self) -> usize {
+        1
+    }
+    /// Deletes several keys, each as [`Keyspace::delete`] would, and tells what became of them
+    /// in total. The default reaches them one by one.
+    fn delete_batch(&mut self, names: Vec<Self::Name>) -> Outcomes {
+        let mut outcomes = Outcomes::default();
+        for name in names {
+            outcomes.add(self.delete(name));
+        }
+        outcomes
+    }
+}
+
+/// What became of a batch of keys, counted by [`KeyOutcome`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub deleted: u64,
+    pub denied: u64,
+    pub expired: u64,
+    /// `DRYRUN`: would have been deleted.
+    pub kept: u64,
+    /// Gone or filtered out: left alone, not matched.
+    pub skipped: u64,
+}
+
+impl Outcomes {
+    pub fn add(&mut self, outcome: KeyOutcome) {
+        match outcome {
+            KeyOutcome::Deleted => self.deleted += 1,
+            KeyOutcome::Denied => self.denied += 1,
+            KeyOutcome::Expired => self.expired += 1,
+            KeyOutcome::Kept => self.kept += 1,
+            KeyOutcome::Gone | KeyOutcome::Filtered => self.skipped += 1,
+        }
+    }
 }
 
 /// The budget of a sweep.
@@ -115,7 +159,12 @@ pub const MAX_STEP: u64 = 1_000_000;
 
 /// How many operations (scan calls or deletions) run between two reads of the clock. Each
 /// costs about a microsecond, so a slice overshoots its budget by a few microseconds at most.
-const OPS_PER_CLOCK_READ: u32 = 8;
+/// A scan call that visits many keys at once (the `SCAN` command) counts one operation per
+/// [`VISITS_PER_OP`] keys, so the clock is read after each such call.
+const OPS_PER_CLOCK_READ: u64 = 8;
+
+/// Keys visited that cost about as much as one operation.
+const VISITS_PER_OP: u64 = 64;
 
 /// One sweep over one database.
 pub struct Sweep<N> {
@@ -187,7 +236,7 @@ impl<N> Sweep<N> {
         let start = now();
         let deadline = start + self.limits.slice;
         let mut deleted = 0u64;
-        let mut ops = 0u32;
+        let mut ops = 0u64;
         let end = loop {
             if self.limit_reached() {
                 break SliceEnd::Finished;
@@ -200,29 +249,31 @@ impl<N> Sweep<N> {
                 self.counts.scanned += step.visited;
                 self.step_visited += step.visited;
                 self.scan_done = !step.more;
-            } else if let Some(name) = self.pending.pop_front() {
-                match keyspace.delete(name) {
-                    KeyOutcome::Deleted => {
-                        self.counts.matched += 1;
-                        self.counts.deleted += 1;
-                        self.taken += 1;
-                        deleted += 1;
-                    }
-                    KeyOutcome::Kept => {
-                        self.counts.matched += 1;
-                        self.taken += 1;
-                        deleted += 1;
-                    }
-                    KeyOutcome::Denied => {
-                        self.counts.matched += 1;
-                        self.counts.denied += 1;
-                    }
-                    KeyOutcome::Expired => {
-                        self.counts.matched += 1;
-                        self.counts.expired += 1;
-                    }
-                    KeyOutcome::Gone | KeyOutcome::Filtered => {}
-                }
+                let expired = keyspace.take_expired();
+                self.counts.matched += expired;
+                self.counts.expired += expired;
+                ops += 1 + step.visited / VISITS_PER_OP;
+            } else if !self.pending.is_empty() {
+                // As many names as the keyspace takes at once, never past `BATCH` or `LIMIT`.
+                let room = self.limits.batch.saturating_sub(deleted);
+                let room = match self.limits.limit {
+                    Some(limit) => room.min(limit.saturating_sub(self.taken)),
+                    None => room,
+                };
+                let n = usize::try_from(room)
+                    .unwrap_or(usize::MAX)
+                    .min(keyspace.batch_size().max(1))
+                    .clamp(1, self.pending.len());
+                let names: Vec<N> = self.pending.drain(..n).collect();
+                let out = keyspace.delete_batch(names);
+                let taken = out.deleted + out.kept;
+                self.counts.matched += taken + out.denied + out.expired;
+                self.counts.deleted += out.deleted;
+                self.counts.denied += out.denied;
+                self.counts.expired += out.expired;
+                self.taken += taken;
+                deleted += taken;
+                ops += n as u64;
                 if deleted >= self.limits.batch {
                     break SliceEnd::Batch;
                 }
@@ -230,10 +281,13 @@ impl<N> Sweep<N> {
                 break SliceEnd::Finished;
             } else {
                 self.step_visited = 0;
+                ops += 1;
             }
-            ops += 1;
-            if ops.is_multiple_of(OPS_PER_CLOCK_READ) && now() >= deadline {
-                break SliceEnd::Time;
+            if ops >= OPS_PER_CLOCK_READ {
+                ops = 0;
+                if now() >= deadline {
+                    break SliceEnd::Time;
+                }
             }
         };
         let end = if self.is_finished() {
