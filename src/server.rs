@@ -129,7 +129,7 @@ pub enum Delete {
 }
 
 /// Names per `UNLINK` call with [`Delete::UnlinkCall`].
-pub const UNLINK_BATCH: usize = 100;
+pub const UNLINK_BATCH: usize = 256;
 
 /// The mechanisms of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -830,7 +830,7 @@ struct CommandScan {
     pattern: Vec<u8>,
     /// The sweep's `COUNT`: the most a call asks for.
     count: u64,
-    /// The `COUNT` of the next call: lowered while calls take more than a quarter of a slice.
+    /// The `COUNT` of the next call: lowered while calls take more than half a slice.
     step: Cell<u64>,
     /// The cursor of the next call.
     next: Cell<u64>,
@@ -842,6 +842,8 @@ struct CommandScan {
     removed: Cell<u64>,
     /// Matched keys the last calls found expired, not yet counted.
     expired: Cell<u64>,
+    /// The server refused the first call (`SCAN` renamed away): the module scan API visits.
+    refused: Cell<bool>,
 }
 
 /// The smallest `COUNT` of a `SCAN` call.
@@ -878,6 +880,7 @@ impl Cursor {
                 reported: Cell::new(0),
                 removed: Cell::new(0),
                 expired: Cell::new(0),
+                refused: Cell::new(false),
             }),
         )
     }
@@ -887,7 +890,12 @@ impl Cursor {
         match api.mechanism.visit {
             Visit::ModuleScan => Cursor::new(api),
             Visit::ScanCommand => {
-                Cursor::by_command(&sweep_core::patterns::scan_match(first, or), count)
+                let mut cursor =
+                    Cursor::by_command(&sweep_core::patterns::scan_match(first, or), count);
+                // Should the server refuse `SCAN` (renamed away), the module scan API visits.
+                // SAFETY: allocates a fresh cursor, destroyed on drop.
+                cursor.0 = unsafe { (api.scan_cursor_create)() };
+                cursor
             }
         }
     }
@@ -921,7 +929,7 @@ impl Slice<'_> {
         state: &CommandScan,
         pattern: &PatternSet,
         found: &mut VecDeque<KeyName>,
-    ) -> ScanStep {
+    ) -> Option<ScanStep> {
         let api = self.api;
         let cursor = state.next.get().to_string();
         let count = c_longlong::try_from(state.step.get()).unwrap_or(1000);
@@ -956,56 +964,63 @@ impl Slice<'_> {
             visited: 0,
             more: false,
         };
-        if reply.is_null() {
-            return done;
-        }
         let mut names = 0u64;
         let mut next = None;
         // SAFETY: `reply` and its elements are live until it is freed; every element is
         // checked for NULL and read below the length the server reports.
-        unsafe {
-            if (api.call_reply_type)(reply) == raw::REDISMODULE_REPLY_ARRAY as c_int
-                && (api.call_reply_length)(reply) == 2
-            {
-                next = api
-                    .reply_text((api.call_reply_element)(reply, 0))
-                    .and_then(|t| t.parse::<u64>().ok());
-                let list = (api.call_reply_element)(reply, 1);
-                if next.is_some() && !list.is_null() {
-                    for i in 0..(api.call_reply_length)(list) {
-                        let name = (api.call_reply_element)(list, i);
-                        if name.is_null() {
-                            continue;
-                        }
-                        let mut len = 0usize;
-                        let p = (api.call_reply_string)(name, &mut len);
-                        if p.is_null() {
-                            continue;
-                        }
-                        names += 1;
-                        let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
-                        if pattern.matches(bytes) {
-                            let held = (api.create_string)(ptr::null_mut(), p, len);
-                            if !held.is_null() {
-                                found.push_back(KeyName(held));
+        if !reply.is_null() {
+            unsafe {
+                if (api.call_reply_type)(reply) == raw::REDISMODULE_REPLY_ARRAY as c_int
+                    && (api.call_reply_length)(reply) == 2
+                {
+                    next = api
+                        .reply_text((api.call_reply_element)(reply, 0))
+                        .and_then(|t| t.parse::<u64>().ok());
+                    let list = (api.call_reply_element)(reply, 1);
+                    if next.is_some() && !list.is_null() {
+                        for i in 0..(api.call_reply_length)(list) {
+                            let name = (api.call_reply_element)(list, i);
+                            if name.is_null() {
+                                continue;
+                            }
+                            let mut len = 0usize;
+                            let p = (api.call_reply_string)(name, &mut len);
+                            if p.is_null() {
+                                continue;
+                            }
+                            names += 1;
+                            let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
+                            if pattern.matches(bytes) {
+                                let held = (api.create_string)(ptr::null_mut(), p, len);
+                                if !held.is_null() {
+                                    found.push_back(KeyName(held));
+                                }
                             }
                         }
                     }
                 }
+                (api.free_call_reply)(reply);
             }
-            (api.free_call_reply)(reply);
         }
-        // An error reply (the command renamed away): the sweep ends here.
-        let Some(next) = next else { return done };
+        let Some(next) = next else {
+            // Refused (the command renamed away): on the first call, the module scan API
+            // visits instead; later (it cannot happen at run time), the sweep ends here.
+            if state.reported.get() == 0 && state.next.get() == 0 && !self.cursor.0.is_null() {
+                state.refused.set(true);
+                return None;
+            }
+            return Some(done);
+        };
         state.next.set(next);
-        // Calls stay well inside a slice: halve COUNT while a call takes more than a quarter
-        // of one, double it back (up to the sweep's COUNT) while calls are quick.
-        let quarter = crate::config::current().slice_us / 4;
+        // Calls stay inside a slice: halve COUNT while a call takes more than half of one,
+        // double it back (up to the sweep's COUNT) while calls are quick. Each call costs a
+        // few microseconds besides its keys, so COUNT stays as large as the slice allows.
+        let half = crate::config::current().slice_us / 2;
         let spent_us = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
         let step = state.step.get();
-        if spent_us > quarter {
+        if spent_us > half {
             state.step.set((step / 2).max(MIN_SCAN_COUNT));
-        } else if spent_us < quarter / 4 {
+        } else if spent_us < half / 4 {
             state.step.set(step.saturating_mul(2).min(state.count));
         }
         let total = api.db_size(self.ctx) + state.removed.get();
@@ -1025,19 +1040,20 @@ impl Slice<'_> {
             estimate.max(names).min(total.saturating_sub(reported + 1))
         };
         state.reported.set(reported + visited);
-        ScanStep {
+        Some(ScanStep {
             visited,
             more: next != 0,
-        }
+        })
     }
 
     /// Deletes the names that passed every check with one `UNLINK` call: the server's own
     /// deletion, with its replication, notifications, `WATCH` and lazy free. Returns (deleted,
     /// expired): `UNLINK` counts the keys it deleted; a key it found expired is reclaimed as an
-    /// expiration, which the `expired` notification counts.
-    fn unlink_call(&mut self, names: Vec<KeyName>) -> (u64, u64) {
+    /// expiration, which the `expired` notification counts. `None` when the server refuses the
+    /// call (`UNLINK` renamed away): nothing was deleted.
+    fn unlink_call(&mut self, names: &[KeyName]) -> Option<(u64, u64)> {
         if names.is_empty() {
-            return (0, 0);
+            return Some((0, 0));
         }
         let api = self.api;
         let argv: Vec<Str> = names.iter().map(|k| k.0).collect();
@@ -1054,21 +1070,17 @@ impl Slice<'_> {
             )
         };
         let expired = expirations().saturating_sub(expired_before);
-        let mut deleted = 0u64;
-        if !reply.is_null() {
-            // SAFETY: `reply` is live until freed, once.
-            unsafe {
-                if (api.call_reply_type)(reply) == raw::REDISMODULE_REPLY_INTEGER as c_int {
-                    deleted = u64::try_from((api.call_reply_integer)(reply)).unwrap_or(0);
-                }
-                (api.free_call_reply)(reply);
-            }
+        if reply.is_null() {
+            return None;
         }
-        if deleted > 0 {
-            // Replicating a name that was not there is a no-op on the replica, as it was here.
-            self.deleted.extend(names);
-        }
-        (deleted, expired)
+        // SAFETY: `reply` is live until freed, once.
+        let deleted = unsafe {
+            let deleted = ((api.call_reply_type)(reply) == raw::REDISMODULE_REPLY_INTEGER as c_int)
+                .then(|| u64::try_from((api.call_reply_integer)(reply)).unwrap_or(0));
+            (api.free_call_reply)(reply);
+            deleted
+        }?;
+        Some((deleted, expired))
     }
 }
 
@@ -1174,8 +1186,16 @@ impl Keyspace for Slice<'_> {
     type Name = KeyName;
 
     fn scan(&mut self, pattern: &PatternSet, found: &mut VecDeque<KeyName>) -> ScanStep {
-        if let Some(state) = &self.cursor.1 {
-            return self.scan_by_command(state, pattern, found);
+        if let Some(state) = self.cursor.1.as_ref().filter(|s| !s.refused.get()) {
+            if let Some(step) = self.scan_by_command(state, pattern, found) {
+                return step;
+            }
+        }
+        if self.cursor.0.is_null() {
+            return ScanStep {
+                visited: 0,
+                more: false,
+            };
         }
         let mut data = ScanData {
             api: self.api,
@@ -1246,7 +1266,21 @@ impl Keyspace for Slice<'_> {
             }
         }
         let tried = passing.len() as u64;
-        let (deleted, expired) = self.unlink_call(passing);
+        let Some((deleted, expired)) = self.unlink_call(&passing) else {
+            for name in passing {
+                crate::jobs::expect_expiry();
+                let outcome = self.delete_one(name);
+                if matches!(outcome, KeyOutcome::Deleted | KeyOutcome::Expired) {
+                    self.cursor.removed(1);
+                }
+                outcomes.add(outcome);
+            }
+            return outcomes;
+        };
+        if deleted > 0 {
+            // Replicating a name that was not there is a no-op on the replica, as it was here.
+            self.deleted.extend(passing);
+        }
         let deleted = deleted.min(tried);
         let expired = expired.min(tried - deleted);
         self.cursor.removed(deleted + expired);
