@@ -144,7 +144,10 @@ fn every_mechanism_deletes_and_counts_the_same() {
         ..Default::default()
     });
     let mut con = server.conn();
-    assert!(redis::cmd("SCAN").arg(0).query::<redis::Value>(&mut con).is_err());
+    assert!(redis::cmd("SCAN")
+        .arg(0)
+        .query::<redis::Value>(&mut con)
+        .is_err());
     populate(&mut con, 3000, "img");
     populate(&mut con, 2000, "other");
     let r = clear(&mut con, &[b"img:*", b"OR", b"other:1*"]).unwrap();
