@@ -1036,8 +1036,9 @@ impl Slice<'_> {
             } else {
                 0
             };
-            // Never past the keys there are before the end.
-            estimate.max(names).min(total.saturating_sub(reported + 1))
+            // Never past the keys there are before the end, never fewer than the names returned
+            // (so a scan step, and the names it holds, stays about COUNT).
+            estimate.min(total.saturating_sub(reported + 1)).max(names)
         };
         state.reported.set(reported + visited);
         Some(ScanStep {
@@ -1228,6 +1229,14 @@ impl Keyspace for Slice<'_> {
             self.cursor.removed(1);
         }
         outcome
+    }
+
+    fn scan_cost(&self) -> u64 {
+        // A `SCAN` call visits up to COUNT keys: the slice reads the clock after each.
+        match &self.cursor.1 {
+            Some(state) if !state.refused.get() => sweep_core::sweep::OPS_PER_CLOCK_READ,
+            _ => 1,
+        }
     }
 
     fn take_expired(&mut self) -> u64 {

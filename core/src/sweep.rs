@@ -51,6 +51,11 @@ pub trait Keyspace {
     fn take_expired(&mut self) -> u64 {
         0
     }
+    /// How many operations one scan call counts for at least (see [`OPS_PER_CLOCK_READ`]): 1,
+    /// the default, for a call of about a microsecond; more for a call that visits many keys.
+    fn scan_cost(&self) -> u64 {
+        1
+    }
     /// How many names [`Keyspace::delete_batch`] takes at once: 1 (the default) reaches keys
     /// one by one.
     fn batch_size(&self) -> usize {
@@ -161,7 +166,7 @@ pub const MAX_STEP: u64 = 1_000_000;
 /// costs about a microsecond, so a slice overshoots its budget by a few microseconds at most.
 /// A scan call that visits many keys at once (the `SCAN` command) counts one operation per
 /// [`VISITS_PER_OP`] keys, so the clock is read after each such call.
-const OPS_PER_CLOCK_READ: u64 = 8;
+pub const OPS_PER_CLOCK_READ: u64 = 8;
 
 /// Keys visited that cost about as much as one operation.
 const VISITS_PER_OP: u64 = 64;
@@ -252,7 +257,7 @@ impl<N> Sweep<N> {
                 let expired = keyspace.take_expired();
                 self.counts.matched += expired;
                 self.counts.expired += expired;
-                ops += 1 + step.visited / VISITS_PER_OP;
+                ops += keyspace.scan_cost().max(1 + step.visited / VISITS_PER_OP);
             } else if !self.pending.is_empty() {
                 // As many names as the keyspace takes at once, never past `BATCH` or `LIMIT`.
                 let room = self.limits.batch.saturating_sub(deleted);
