@@ -139,11 +139,12 @@ pub struct Mechanism {
 }
 
 impl Mechanism {
-    /// What measured cheapest for this server (README, "Cost per key"). `REDIS_SWEEP_VISIT`
+    /// What measured cheapest (README, "Cost per key"): the same on every server measured
+    /// (Redis 7.0, 7.4, 8.6, Valkey 9.1), so no version decides it. `REDIS_SWEEP_VISIT`
     /// (`module-scan` or `scan-command`) and `REDIS_SWEEP_DELETE` (`per-key` or `unlink-call`)
-    /// in the server's environment override it, for the benches that compare them.
-    fn choose(version: Option<(u32, u32, u32)>) -> Mechanism {
-        let _ = version;
+    /// in the server's environment override it, for the benches and tests that compare them.
+    /// Where the server refuses `SCAN` or `UNLINK`, a sweep falls back on its own.
+    fn choose() -> Mechanism {
         let mut m = Mechanism {
             visit: Visit::ScanCommand,
             delete: Delete::UnlinkCall,
@@ -173,16 +174,6 @@ impl Mechanism {
         };
         format!("visit: {visit}, delete: {delete}")
     }
-}
-
-/// The server's version as `RedisModule_GetServerVersion` tells it (6.0.9+), else `None`.
-fn server_version() -> Option<(u32, u32, u32)> {
-    // SAFETY: as in `need!`.
-    let get = unsafe { raw::RedisModule_GetServerVersion }?;
-    // SAFETY: takes no argument.
-    let v = unsafe { get() };
-    let v = u32::try_from(v).ok()?;
-    Some((v >> 16, (v >> 8) & 0xff, v & 0xff))
 }
 
 #[derive(Clone, Copy)]
@@ -309,7 +300,7 @@ impl Api {
             acl,
             event_loop,
             create_timer: need!(missing, RedisModule_CreateTimer),
-            mechanism: Mechanism::choose(server_version()),
+            mechanism: Mechanism::choose(),
         };
         Ok(API.get_or_init(|| api))
     }
