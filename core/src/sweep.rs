@@ -674,4 +674,71 @@ mod tests {
         let mut sweep = Sweep::new(Pattern::new(b"*"), limits(100, 10));
         assert_eq!(sweep.run_slice(&mut ks, frozen()), SliceEnd::Finished);
     }
+
+    /// A keyspace that takes names several at a time, as one `UNLINK` call does.
+    struct Batched {
+        inner: Memory,
+        size: usize,
+        largest: usize,
+    }
+
+    impl Keyspace for Batched {
+        type Name = Vec<u8>;
+        fn scan(&mut self, p: &PatternSet, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
+            self.inner.scan(p, found)
+        }
+        fn delete(&mut self, name: Vec<u8>) -> KeyOutcome {
+            self.inner.delete(name)
+        }
+        fn batch_size(&self) -> usize {
+            self.size
+        }
+        fn delete_batch(&mut self, names: Vec<Vec<u8>>) -> Outcomes {
+            self.largest = self.largest.max(names.len());
+            let mut out = Outcomes::default();
+            for name in names {
+                out.add(self.inner.delete(name));
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn batches_never_pass_batch_or_limit() {
+        let mut all = names("a:", 100);
+        all.extend(names("b:", 50));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut memory = Memory::new(&refs, 9);
+        memory.denied_prefix = Some(b"a:0001".to_vec());
+        memory.expired = vec![b"a:00020".to_vec(), b"a:00031".to_vec()];
+        let mut ks = Batched {
+            inner: memory,
+            size: 7,
+            largest: 0,
+        };
+        let mut sweep = Sweep::new(
+            Pattern::new(b"a:*"),
+            Limits {
+                limit: Some(60),
+                ..limits(20, 10)
+            },
+        );
+        let mut before = 0;
+        loop {
+            let end = sweep.run_slice(&mut ks, frozen());
+            let deleted = sweep.counts().deleted;
+            assert!(deleted - before <= 10, "a slice deleted more than BATCH");
+            before = deleted;
+            if end == SliceEnd::Finished {
+                break;
+            }
+        }
+        let c = sweep.counts();
+        assert_eq!(c.deleted, 60, "{c:?}");
+        assert_eq!(c.denied, 10, "{c:?}");
+        assert!(c.expired <= 2, "{c:?}");
+        assert_eq!(c.matched, c.deleted + c.denied + c.expired, "{c:?}");
+        assert!(ks.largest <= 7 && ks.largest > 1, "{}", ks.largest);
+        assert!(sweep.held() <= 20 + 9, "held {}", sweep.held());
+    }
 }
