@@ -44,10 +44,11 @@ lint: setup ## clippy with warnings as errors, and a rustfmt check
 fmt: ## format the code
 	cargo fmt --all
 
-bench: build ## criterion benches of the matcher, the end-to-end comparison (benches/e2e.rs), the cluster table (benches/cluster.rs)
+bench: build ## criterion benches of the matcher, the end-to-end comparison (benches/e2e.rs), the cluster table (benches/cluster.rs), the cost per key (benches/cost.rs)
 	cargo bench -p sweep-core
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo bench -p redis-sweep --bench e2e
 	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo bench -p redis-sweep --bench cluster
+	REDIS_SWEEP_MODULE=$(MODULE) REDIS_SERVER=$(REDIS_SERVER) cargo bench -p redis-sweep --bench cost
 
 .PHONY: bench-load
 bench-load: build ## redis-benchmark (50 clients, SET/GET) alone and during sweeps of 1M keys (benches/load.rs)

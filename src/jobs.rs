@@ -397,12 +397,11 @@ fn launch(
         };
         let id = r.next_id;
         r.next_id += 1;
-        // `SCAN … MATCH` matches the first pattern only: with `OR` patterns, every key is visited.
-        let cursor = if args.or.is_empty() && crate::cluster::pinned(ctx, &args.pattern) {
-            Cursor::by_command(&args.pattern, limits.count)
-        } else {
-            Cursor::new(api)
-        };
+        // A pattern pinned to one slot in cluster mode is always visited with `SCAN … MATCH`:
+        // from Redis 7.4 and Valkey 8 the server then walks only that slot (SPEC §6). `MATCH`
+        // carries the first pattern only, so not with `OR` patterns.
+        let pinned = args.or.is_empty() && crate::cluster::pinned(ctx, &args.pattern);
+        let cursor = Cursor::for_sweep(api, &args.pattern, &args.or, limits.count, pinned);
         r.jobs.push(Job {
             id,
             db,

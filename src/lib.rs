@@ -127,6 +127,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         ctx.log_warning(&format!("redis-sweep cannot load: {e}"));
         return Status::Err;
     }
+    ctx.log_notice(&format!("redis-sweep: {}", api.mechanism.describe()));
     Status::Ok
 }
 

@@ -4,6 +4,7 @@
 //! server and keeps plain function pointers, so nothing later can meet a missing function (every
 //! `raw::RedisModule_*` is an `Option`, `None` on servers that predate it).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::os::raw::c_longlong;
@@ -15,7 +16,7 @@ use redis_module::raw;
 use sweep_core::args::Ttl;
 use sweep_core::minsize;
 use sweep_core::patterns::PatternSet;
-use sweep_core::sweep::{KeyOutcome, Keyspace, ScanStep};
+use sweep_core::sweep::{KeyOutcome, Keyspace, Outcomes, ScanStep};
 
 type Ctx = *mut raw::RedisModuleCtx;
 type Str = *mut raw::RedisModuleString;
@@ -104,6 +105,75 @@ pub struct Api {
         raw::RedisModuleTimerProc,
         *mut c_void,
     ) -> raw::RedisModuleTimerID,
+    /// How sweeps visit keys and delete them on this server, chosen at load time.
+    pub mechanism: Mechanism,
+}
+
+/// How a sweep visits the keyspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// `RedisModule_Scan`: one hash bucket per call, every name handed over as a string object.
+    ModuleScan,
+    /// The server's own `SCAN cursor MATCH … COUNT …` through `RedisModule_Call`: the server
+    /// filters the names itself, so names that cannot match are never copied.
+    ScanCommand,
+}
+
+/// How a sweep deletes the keys of a batch that passed every check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delete {
+    /// Open, unlink, close and notify key by key.
+    PerKey,
+    /// One `UNLINK` call through `RedisModule_Call` for up to [`UNLINK_BATCH`] names.
+    UnlinkCall,
+}
+
+/// Names per `UNLINK` call with [`Delete::UnlinkCall`].
+pub const UNLINK_BATCH: usize = 256;
+
+/// The mechanisms of one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mechanism {
+    pub visit: Visit,
+    pub delete: Delete,
+}
+
+impl Mechanism {
+    /// What measured cheapest (README, "Cost per key"): the same on every server measured
+    /// (Redis 7.0, 7.4, 8.6, Valkey 9.1), so no version decides it. `REDIS_SWEEP_VISIT`
+    /// (`module-scan` or `scan-command`) and `REDIS_SWEEP_DELETE` (`per-key` or `unlink-call`)
+    /// in the server's environment override it, for the benches and tests that compare them.
+    /// Where the server refuses `SCAN` or `UNLINK`, a sweep falls back on its own.
+    fn choose() -> Mechanism {
+        let mut m = Mechanism {
+            visit: Visit::ScanCommand,
+            delete: Delete::UnlinkCall,
+        };
+        match std::env::var("REDIS_SWEEP_VISIT").as_deref() {
+            Ok("module-scan") => m.visit = Visit::ModuleScan,
+            Ok("scan-command") => m.visit = Visit::ScanCommand,
+            _ => {}
+        }
+        match std::env::var("REDIS_SWEEP_DELETE").as_deref() {
+            Ok("per-key") => m.delete = Delete::PerKey,
+            Ok("unlink-call") => m.delete = Delete::UnlinkCall,
+            _ => {}
+        }
+        m
+    }
+
+    /// For the load log line.
+    pub fn describe(&self) -> String {
+        let visit = match self.visit {
+            Visit::ModuleScan => "module-scan",
+            Visit::ScanCommand => "scan-command",
+        };
+        let delete = match self.delete {
+            Delete::PerKey => "per-key",
+            Delete::UnlinkCall => "unlink-call",
+        };
+        format!("visit: {visit}, delete: {delete}")
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -230,6 +300,7 @@ impl Api {
             acl,
             event_loop,
             create_timer: need!(missing, RedisModule_CreateTimer),
+            mechanism: Mechanism::choose(),
         };
         Ok(API.get_or_init(|| api))
     }
@@ -751,16 +822,46 @@ impl Drop for KeyName {
     }
 }
 
-/// A scan cursor of the module scan API; destroyed on drop. Or, for a pattern pinned to one
-/// slot in cluster mode, the cursor of `SCAN … MATCH` run through `RedisModule_Call`: from
-/// Redis 7.4 and Valkey 8 the server then visits only that slot (SPEC §6).
+/// A scan cursor of the module scan API; destroyed on drop. Or, with [`Visit::ScanCommand`],
+/// the state of a sweep that visits keys with `SCAN … MATCH` through `RedisModule_Call`.
 pub struct Cursor(*mut raw::RedisModuleScanCursor, Option<CommandScan>);
 
 /// The state of a sweep that visits keys with the `SCAN` command.
 struct CommandScan {
+    /// The `MATCH` argument ([`sweep_core::patterns::scan_match`]).
     pattern: Vec<u8>,
+    /// The sweep's `COUNT`: the most a call asks for.
     count: u64,
-    next: std::cell::Cell<u64>,
+    /// The `COUNT` of the next call: lowered while calls take more than half a slice.
+    step: Cell<u64>,
+    /// The cursor of the next call.
+    next: Cell<u64>,
+    /// The share of the table visited so far, from the cursor (see [`table_share`]).
+    share: Cell<f64>,
+    /// Keys reported visited so far.
+    reported: Cell<u64>,
+    /// Once the scan has ended: the keys it visited, exactly (see [`Slice::scan_by_command`]).
+    total: Cell<Option<u64>>,
+    /// Keys this sweep removed (deleted, or reclaimed as expired) so far.
+    removed: Cell<u64>,
+    /// Matched keys the last calls found expired, not yet counted.
+    expired: Cell<u64>,
+    /// The server refused the first call (`SCAN` renamed away): the module scan API visits.
+    refused: Cell<bool>,
+}
+
+/// The smallest `COUNT` of a `SCAN` call.
+const MIN_SCAN_COUNT: u64 = 16;
+
+/// The share of a hash table a `SCAN` cursor has visited: the cursor's bits reversed, over
+/// 2^64. The servers walk their tables in reverse binary order, so the reversed cursor counts
+/// the buckets done. An estimate (a table that grows or shrinks mid-scan shifts it); exact
+/// counts come at the end, from the database size.
+fn table_share(cursor: u64) -> f64 {
+    if cursor == 0 {
+        return 1.0;
+    }
+    cursor.reverse_bits() as f64 / 18_446_744_073_709_551_616.0
 }
 
 impl Cursor {
@@ -771,14 +872,45 @@ impl Cursor {
 
     /// A cursor that visits keys with `SCAN cursor MATCH pattern COUNT count`.
     pub fn by_command(pattern: &[u8], count: u64) -> Cursor {
+        let count = count.clamp(MIN_SCAN_COUNT, 100_000);
         Cursor(
             ptr::null_mut(),
             Some(CommandScan {
                 pattern: pattern.to_vec(),
-                count: count.clamp(1, 100_000),
-                next: std::cell::Cell::new(0),
+                count,
+                step: Cell::new(count),
+                next: Cell::new(0),
+                share: Cell::new(0.0),
+                reported: Cell::new(0),
+                total: Cell::new(None),
+                removed: Cell::new(0),
+                expired: Cell::new(0),
+                refused: Cell::new(false),
             }),
         )
+    }
+
+    /// The cursor of a sweep of `first` and the `OR` patterns, by this server's mechanism, or
+    /// by `SCAN` whatever the mechanism when the pattern is `pinned` to one cluster slot.
+    pub fn for_sweep(api: &Api, first: &[u8], or: &[Vec<u8>], count: u64, pinned: bool) -> Cursor {
+        match (api.mechanism.visit, pinned) {
+            (Visit::ModuleScan, false) => Cursor::new(api),
+            _ => {
+                let mut cursor =
+                    Cursor::by_command(&sweep_core::patterns::scan_match(first, or), count);
+                // Should the server refuse `SCAN` (renamed away), the module scan API visits.
+                // SAFETY: allocates a fresh cursor, destroyed on drop.
+                cursor.0 = unsafe { (api.scan_cursor_create)() };
+                cursor
+            }
+        }
+    }
+
+    /// Counts keys the sweep removed (for the final count of keys visited).
+    fn removed(&self, n: u64) {
+        if let Some(state) = &self.1 {
+            state.removed.set(state.removed.get() + n);
+        }
     }
 }
 
@@ -794,17 +926,24 @@ impl Drop for Cursor {
 }
 
 impl Slice<'_> {
-    /// One `SCAN` call: the server matches the names itself (and, for a pattern pinned to a
-    /// slot on 7.4+, visits only that slot). `visited` is the number of names it returned.
+    /// One `SCAN` call: the server skips the names its `MATCH` rules out without copying them;
+    /// the sweep's own patterns decide on the names it returns. The keys visited are estimated
+    /// from the cursor while the scan goes on, and made exact at its end: every key in the
+    /// database now plus the ones this sweep removed.
     fn scan_by_command(
         &self,
         state: &CommandScan,
         pattern: &PatternSet,
         found: &mut VecDeque<KeyName>,
-    ) -> ScanStep {
+    ) -> Option<ScanStep> {
         let api = self.api;
         let cursor = state.next.get().to_string();
-        let count = c_longlong::try_from(state.count).unwrap_or(1000);
+        let count = c_longlong::try_from(state.step.get()).unwrap_or(1000);
+        let started = std::time::Instant::now();
+        let expirations_before = expirations();
+        // A key found expired under PERSISTENT had a TTL: never a candidate.
+        let counts = self.filters.ttl != Some(Ttl::Persistent);
+        SCAN_EXPIRED.set((pattern, counts, 0));
         // SAFETY: "bcbcl": a buffer and its length, a C string, a buffer and its length, a C
         // string, a long long; all live for the call. The reply is freed below.
         let reply = unsafe {
@@ -821,51 +960,135 @@ impl Slice<'_> {
                 count,
             )
         };
+        let spent = started.elapsed();
+        let (_, _, matched_expired) = SCAN_EXPIRED.replace((ptr::null(), false, 0));
+        state.expired.set(state.expired.get() + matched_expired);
+        state
+            .removed
+            .set(state.removed.get() + expirations().saturating_sub(expirations_before));
         let done = ScanStep {
             visited: 0,
             more: false,
         };
-        if reply.is_null() {
-            return done;
-        }
-        let mut step = done;
+        let mut names = 0u64;
+        let mut next = None;
         // SAFETY: `reply` and its elements are live until it is freed; every element is
-        // checked for NULL and indexed below the length the server reports.
-        unsafe {
-            if (api.call_reply_type)(reply) == raw::REDISMODULE_REPLY_ARRAY as c_int
-                && (api.call_reply_length)(reply) == 2
-            {
-                let next = api
-                    .reply_text((api.call_reply_element)(reply, 0))
-                    .and_then(|t| t.parse::<u64>().ok());
-                let names = (api.call_reply_element)(reply, 1);
-                if let (Some(next), false) = (next, names.is_null()) {
-                    for i in 0..(api.call_reply_length)(names) {
-                        let name = (api.call_reply_element)(names, i);
-                        if name.is_null() {
-                            continue;
-                        }
-                        let mut len = 0usize;
-                        let p = (api.call_reply_string)(name, &mut len);
-                        if p.is_null() {
-                            continue;
-                        }
-                        step.visited += 1;
-                        let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
-                        if pattern.matches(bytes) {
-                            let held = (api.create_string)(ptr::null_mut(), p, len);
-                            if !held.is_null() {
-                                found.push_back(KeyName(held));
+        // checked for NULL and read below the length the server reports.
+        if !reply.is_null() {
+            unsafe {
+                if (api.call_reply_type)(reply) == raw::REDISMODULE_REPLY_ARRAY as c_int
+                    && (api.call_reply_length)(reply) == 2
+                {
+                    next = api
+                        .reply_text((api.call_reply_element)(reply, 0))
+                        .and_then(|t| t.parse::<u64>().ok());
+                    let list = (api.call_reply_element)(reply, 1);
+                    if next.is_some() && !list.is_null() {
+                        for i in 0..(api.call_reply_length)(list) {
+                            let name = (api.call_reply_element)(list, i);
+                            if name.is_null() {
+                                continue;
+                            }
+                            let mut len = 0usize;
+                            let p = (api.call_reply_string)(name, &mut len);
+                            if p.is_null() {
+                                continue;
+                            }
+                            names += 1;
+                            let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len);
+                            if pattern.matches(bytes) {
+                                let held = (api.create_string)(ptr::null_mut(), p, len);
+                                if !held.is_null() {
+                                    found.push_back(KeyName(held));
+                                }
                             }
                         }
                     }
-                    state.next.set(next);
-                    step.more = next != 0;
                 }
+                (api.free_call_reply)(reply);
             }
-            (api.free_call_reply)(reply);
         }
-        step
+        let Some(next) = next else {
+            // Refused (the command renamed away): on the first call, the module scan API
+            // visits instead; later (it cannot happen at run time), the sweep ends here.
+            if state.reported.get() == 0 && state.next.get() == 0 && !self.cursor.0.is_null() {
+                state.refused.set(true);
+                return None;
+            }
+            return Some(done);
+        };
+        state.next.set(next);
+        // Calls stay inside a slice: halve COUNT while a call takes more than half of one,
+        // double it back (up to the sweep's COUNT) while calls are quick. Each call costs a
+        // few microseconds besides its keys, so COUNT stays as large as the slice allows.
+        let half = crate::config::current().slice_us / 2;
+        let spent_us = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
+        let step = state.step.get();
+        if spent_us > half {
+            state.step.set((step / 2).max(MIN_SCAN_COUNT));
+        } else if spent_us < half / 4 {
+            state.step.set(step.saturating_mul(2).min(state.count));
+        }
+        let total = api.db_size(self.ctx) + state.removed.get();
+        let reported = state.reported.get();
+        let visited = if next == 0 {
+            state.total.set(Some(total));
+            total.saturating_sub(reported)
+        } else {
+            let share = table_share(next);
+            let grown = share - state.share.get();
+            state.share.set(share.max(state.share.get()));
+            let estimate = if grown > 0.0 {
+                (grown * total as f64) as u64
+            } else {
+                0
+            };
+            // Never past the keys there are before the end, never fewer than the names returned
+            // (so a scan step, and the names it holds, stays about COUNT).
+            estimate.min(total.saturating_sub(reported + 1)).max(names)
+        };
+        state.reported.set(reported + visited);
+        Some(ScanStep {
+            visited,
+            more: next != 0,
+        })
+    }
+
+    /// Deletes the names that passed every check with one `UNLINK` call: the server's own
+    /// deletion, with its replication, notifications, `WATCH` and lazy free. Returns (deleted,
+    /// expired): `UNLINK` counts the keys it deleted; a key it found expired is reclaimed as an
+    /// expiration, which the `expired` notification counts. `None` when the server refuses the
+    /// call (`UNLINK` renamed away): nothing was deleted.
+    fn unlink_call(&mut self, names: &[KeyName]) -> Option<(u64, u64)> {
+        if names.is_empty() {
+            return Some((0, 0));
+        }
+        let api = self.api;
+        let argv: Vec<Str> = names.iter().map(|k| k.0).collect();
+        let expired_before = expirations();
+        // SAFETY: format "v" takes an array of live strings and its length. Without "!", the
+        // call is not replicated: the slice replicates its deletions as one UNLINK.
+        let reply = unsafe {
+            (api.call)(
+                self.ctx,
+                c"UNLINK".as_ptr(),
+                c"v".as_ptr(),
+                argv.as_ptr(),
+                argv.len(),
+            )
+        };
+        let expired = expirations().saturating_sub(expired_before);
+        if reply.is_null() {
+            return None;
+        }
+        // SAFETY: `reply` is live until freed, once.
+        let deleted = unsafe {
+            let deleted = ((api.call_reply_type)(reply) == raw::REDISMODULE_REPLY_INTEGER as c_int)
+                .then(|| u64::try_from((api.call_reply_integer)(reply)).unwrap_or(0));
+            (api.free_call_reply)(reply);
+            deleted
+        }?;
+        Some((deleted, expired))
     }
 }
 
@@ -971,8 +1194,16 @@ impl Keyspace for Slice<'_> {
     type Name = KeyName;
 
     fn scan(&mut self, pattern: &PatternSet, found: &mut VecDeque<KeyName>) -> ScanStep {
-        if let Some(state) = &self.cursor.1 {
-            return self.scan_by_command(state, pattern, found);
+        if let Some(state) = self.cursor.1.as_ref().filter(|s| !s.refused.get()) {
+            if let Some(step) = self.scan_by_command(state, pattern, found) {
+                return step;
+            }
+        }
+        if self.cursor.0.is_null() {
+            return ScanStep {
+                visited: 0,
+                more: false,
+            };
         }
         let mut data = ScanData {
             api: self.api,
@@ -997,32 +1228,140 @@ impl Keyspace for Slice<'_> {
     }
 
     fn delete(&mut self, name: KeyName) -> KeyOutcome {
-        let api = self.api;
+        let outcome = match self.screen(name) {
+            Screened::Left(outcome) => outcome,
+            Screened::Passes(name) => self.delete_one(name),
+        };
+        if matches!(outcome, KeyOutcome::Deleted | KeyOutcome::Expired) {
+            self.cursor.removed(1);
+        }
+        outcome
+    }
+
+    fn scanned_total(&self) -> Option<u64> {
+        self.cursor.1.as_ref().and_then(|state| state.total.get())
+    }
+
+    fn scan_cost(&self) -> u64 {
+        // A `SCAN` call visits up to COUNT keys: the slice reads the clock after each.
+        match &self.cursor.1 {
+            Some(state) if !state.refused.get() => sweep_core::sweep::OPS_PER_CLOCK_READ,
+            _ => 1,
+        }
+    }
+
+    fn take_expired(&mut self) -> u64 {
+        self.cursor
+            .1
+            .as_ref()
+            .map_or(0, |state| state.expired.replace(0))
+    }
+
+    fn batch_size(&self) -> usize {
+        if self.batched() {
+            UNLINK_BATCH
+        } else {
+            1
+        }
+    }
+
+    fn delete_batch(&mut self, names: Vec<KeyName>) -> Outcomes {
+        let mut outcomes = Outcomes::default();
+        if !self.batched() {
+            for name in names {
+                outcomes.add(self.delete(name));
+            }
+            return outcomes;
+        }
+        let mut passing = Vec::with_capacity(names.len());
+        for name in names {
+            match self.screen(name) {
+                Screened::Left(outcome) => {
+                    if outcome == KeyOutcome::Expired {
+                        self.cursor.removed(1);
+                    }
+                    outcomes.add(outcome);
+                }
+                Screened::Passes(name) => passing.push(name),
+            }
+        }
+        let tried = passing.len() as u64;
+        let Some((deleted, expired)) = self.unlink_call(&passing) else {
+            for name in passing {
+                crate::jobs::expect_expiry();
+                let outcome = self.delete_one(name);
+                if matches!(outcome, KeyOutcome::Deleted | KeyOutcome::Expired) {
+                    self.cursor.removed(1);
+                }
+                outcomes.add(outcome);
+            }
+            return outcomes;
+        };
+        if deleted > 0 {
+            // Replicating a name that was not there is a no-op on the replica, as it was here.
+            self.deleted.extend(passing);
+        }
+        let deleted = deleted.min(tried);
+        let expired = expired.min(tried - deleted);
+        self.cursor.removed(deleted + expired);
+        outcomes.deleted += deleted;
+        outcomes.expired += expired;
+        outcomes.skipped += tried - deleted - expired;
+        outcomes
+    }
+}
+
+/// A key after the checks that come before its deletion.
+enum Screened {
+    /// Left alone (or found expired, gone, denied, or kept by `DRYRUN`).
+    Left(KeyOutcome),
+    /// Passes every check: to be deleted.
+    Passes(KeyName),
+}
+
+impl Slice<'_> {
+    /// Whether this slice deletes with one `UNLINK` call per batch: where the server was found
+    /// cheaper that way, and outside cluster mode (where a call naming keys of several slots is
+    /// refused).
+    fn batched(&self) -> bool {
+        self.api.mechanism.delete == Delete::UnlinkCall
+            && self.api.flags(self.ctx) & raw::REDISMODULE_CTX_FLAGS_CLUSTER == 0
+    }
+
+    /// The checks before a deletion, cheapest first: the filters (on a key opened without
+    /// touching it), the caller's permission, `DRYRUN`.
+    fn screen(&mut self, name: KeyName) -> Screened {
         crate::jobs::expect_expiry();
         if self.filters.any() {
             match self.check(&name) {
                 Check::Passes => {}
-                Check::Fails => return KeyOutcome::Filtered,
+                Check::Fails => return Screened::Left(KeyOutcome::Filtered),
                 // A key found expired had a TTL: under PERSISTENT it was never a candidate.
                 Check::Missing if self.filters.ttl == Some(Ttl::Persistent) => {
-                    return KeyOutcome::Filtered
+                    return Screened::Left(KeyOutcome::Filtered)
                 }
                 Check::Missing => {
-                    return if crate::jobs::expired_seen() {
+                    return Screened::Left(if crate::jobs::expired_seen() {
                         KeyOutcome::Expired
                     } else {
                         KeyOutcome::Gone
-                    }
+                    })
                 }
             }
         }
         if self.user.is_some_and(|u| !u.may_delete(name.0)) {
             // Checked before the key is opened for writing: a key left alone is not touched.
-            return KeyOutcome::Denied;
+            return Screened::Left(KeyOutcome::Denied);
         }
         if self.filters.dryrun {
-            return KeyOutcome::Kept;
+            return Screened::Left(KeyOutcome::Kept);
         }
+        Screened::Passes(name)
+    }
+
+    /// Deletes one key that passed the checks: open, unlink, close, notify.
+    fn delete_one(&mut self, name: KeyName) -> KeyOutcome {
+        let api = self.api;
         // SAFETY: `ctx` is the slice's context with the sweep's database selected; `name` is
         // a live string we hold a reference to. Opening for write expires the key if it is
         // due, which the server propagates and notifies itself.
@@ -1359,7 +1698,33 @@ extern "C" fn on_command(_filter: *mut raw::RedisModuleCommandFilterCtx) {
     COMMANDS_SEEN.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Expirations the server has reported since the module loaded.
+static EXPIRATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// While a `SCAN` call of a sweep runs: its patterns and filters, and how many keys they
+    /// take that the call found expired (the command reclaims those as expirations).
+    static SCAN_EXPIRED: Cell<(*const PatternSet, bool, u64)> =
+        const { Cell::new((ptr::null(), false, 0)) };
+}
+
+fn expirations() -> u64 {
+    EXPIRATIONS.load(Ordering::Relaxed)
+}
+
 extern "C" fn on_expired(_ctx: Ctx, _type: c_int, _event: *const c_char, _key: Str) -> c_int {
+    EXPIRATIONS.fetch_add(1, Ordering::Relaxed);
+    let (patterns, counts, n) = SCAN_EXPIRED.get();
+    // SAFETY: set only for the duration of one `SCAN` call, to a `PatternSet` that outlives it;
+    // the server calls this on the main thread, inside that call.
+    if let (Some(patterns), true) = (unsafe { patterns.as_ref() }, counts) {
+        if let Some(api) = api() {
+            // SAFETY: `_key` is live for the callback.
+            if patterns.matches(unsafe { api.bytes(_key) }) {
+                SCAN_EXPIRED.set((patterns, counts, n + 1));
+            }
+        }
+    }
     crate::jobs::expiry_seen();
     raw::REDISMODULE_OK as c_int
 }

@@ -155,7 +155,7 @@ fn replica_and_aof_match_the_primary_after_sweeps_under_concurrent_writes() {
     let z: i64 = redis::cmd("SWEEP.CLEAR")
         .arg("z:*")
         .arg("BATCH")
-        .arg(5)
+        .arg(1)
         .arg("ASYNC")
         .query(&mut con)
         .unwrap();
@@ -168,7 +168,12 @@ fn replica_and_aof_match_the_primary_after_sweeps_under_concurrent_writes() {
             clear(&mut c, &[b"w:*", b"BATCH", b"20"])
         });
         match round {
-            0 => redis::cmd("BGREWRITEAOF").query::<()>(&mut con).unwrap(),
+            // First, while the sweep of db 3 (20,000 slices of one key) is surely running.
+            0 => {
+                redis::cmd("SELECT").arg(3).query::<()>(&mut con).unwrap();
+                redis::cmd("FLUSHDB").query::<()>(&mut con).unwrap();
+                redis::cmd("SELECT").arg(0).query::<()>(&mut con).unwrap();
+            }
             1 => redis::cmd("CLIENT")
                 .arg("PAUSE")
                 .arg(50)
@@ -187,11 +192,7 @@ fn replica_and_aof_match_the_primary_after_sweeps_under_concurrent_writes() {
                     .query::<()>(&mut con)
                     .unwrap();
             }
-            3 => {
-                redis::cmd("SELECT").arg(3).query::<()>(&mut con).unwrap();
-                redis::cmd("FLUSHDB").query::<()>(&mut con).unwrap();
-                redis::cmd("SELECT").arg(0).query::<()>(&mut con).unwrap();
-            }
+            3 => redis::cmd("BGREWRITEAOF").query::<()>(&mut con).unwrap(),
             _ => {}
         }
         ok_or_aborted(sweeper.join().unwrap());

@@ -255,6 +255,46 @@ impl Tree {
     }
 }
 
+/// The longest pattern [`scan_match`] hands to the server whole.
+pub const MATCH_MAX_LEN: usize = 128;
+/// The most stars of a pattern [`scan_match`] hands to the server whole.
+pub const MATCH_MAX_STARS: usize = 4;
+
+/// The `MATCH` argument for the server's own `SCAN`, so that the server skips most names that
+/// cannot match without handing them over: a single short pattern itself (the server's matcher
+/// is the one [`Pattern`] reproduces), else the literal prefix the first and `OR` patterns share,
+/// escaped, then `*` (which alone tells the server not to match at all). The sweep's own matcher
+/// still decides on every name the server returns. A long pattern, or one of many stars, is not
+/// handed over whole: the server's matcher reads it afresh for every name (a long class, nested
+/// stars), where the sweep's compiled one does not.
+pub fn scan_match<A: AsRef<[u8]>>(first: &[u8], or: &[A]) -> Vec<u8> {
+    let cheap = first.len() <= MATCH_MAX_LEN
+        && first.iter().filter(|&&b| b == b'*').count() <= MATCH_MAX_STARS;
+    if or.is_empty() && cheap {
+        return first.to_vec();
+    }
+    let first_pattern = Pattern::new(first);
+    let mut common: &[u8] = first_pattern.literal_prefix();
+    let others: Vec<Pattern> = or.iter().map(|p| Pattern::new(p.as_ref())).collect();
+    for p in &others {
+        let shared = common
+            .iter()
+            .zip(p.literal_prefix())
+            .take_while(|(a, b)| a == b)
+            .count();
+        common = common.get(..shared).unwrap_or_default();
+    }
+    let mut arg = Vec::with_capacity(common.len() * 2 + 1);
+    for &b in common {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            arg.push(b'\\');
+        }
+        arg.push(b);
+    }
+    arg.push(b'*');
+    arg
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
@@ -372,6 +412,47 @@ mod tests {
                 let expected = take.iter().any(|p| p.matches(k)) && !leave.iter().any(|p| p.matches(k));
                 proptest::prop_assert_eq!(s.matches(k), expected, "key {:?}", k);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod scan_match_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn one_pattern_is_passed_as_is() {
+        assert_eq!(scan_match::<&[u8]>(b"a[bc]*", &[]), b"a[bc]*");
+    }
+
+    #[test]
+    fn a_costly_pattern_is_not() {
+        let stars = "a*".repeat(20);
+        assert_eq!(scan_match::<&[u8]>(stars.as_bytes(), &[]), b"a*");
+        let class = format!("k{}[{}]", "x".repeat(10), "cd".repeat(100));
+        assert_eq!(scan_match::<&[u8]>(class.as_bytes(), &[]), b"kxxxxxxxxxx*");
+    }
+
+    #[test]
+    fn several_share_their_literal_prefix() {
+        assert_eq!(scan_match(b"img:a*", &[b"img:b*"]), b"img:*");
+        assert_eq!(scan_match(b"a*", &[b"b*"]), b"*");
+        assert_eq!(scan_match(b"a\\*x*", &[b"a\\*y"]), b"a\\**");
+        assert_eq!(scan_match(b"k[1]", &[b"k[2]"]), b"k*");
+    }
+
+    proptest! {
+        /// Whatever the patterns, a key any of them matches also matches the MATCH argument.
+        #[test]
+        fn never_hides_a_match(
+            pats in prop::collection::vec(prop::collection::vec(prop::sample::select(b"ab*?[]\\^-".to_vec()), 0..6), 1..4),
+            key in prop::collection::vec(prop::sample::select(b"ab*?[]\\^-".to_vec()), 0..8),
+        ) {
+            let Some((first, or)) = pats.split_first() else { return Ok(()) };
+            let arg = Pattern::new(&scan_match(first, or));
+            let any = std::iter::once(first).chain(or).any(|p| Pattern::new(p).matches(&key));
+            prop_assert!(!any || arg.matches(&key));
         }
     }
 }

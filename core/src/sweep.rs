@@ -45,6 +45,61 @@ pub trait Keyspace {
     fn scan(&mut self, patterns: &PatternSet, found: &mut VecDeque<Self::Name>) -> ScanStep;
     /// Deletes the key, checking at this moment that it still exists and may be written.
     fn delete(&mut self, name: Self::Name) -> KeyOutcome;
+    /// Matched keys the last scan call found expired and had the server reclaim (a scan that
+    /// reads keys expires them, as `SCAN` does): counted as matched and expired. The default
+    /// finds none.
+    fn take_expired(&mut self) -> u64 {
+        0
+    }
+    /// The exact number of keys the whole scan visited, once it has ended, where the scan
+    /// steps could only estimate theirs (`SCAN … MATCH` does not say how many keys it skipped):
+    /// it then replaces the sum of the steps' `visited`. `None` (the default) keeps that sum.
+    fn scanned_total(&self) -> Option<u64> {
+        None
+    }
+    /// How many operations one scan call counts for at least (see [`OPS_PER_CLOCK_READ`]): 1,
+    /// the default, for a call of about a microsecond; more for a call that visits many keys.
+    fn scan_cost(&self) -> u64 {
+        1
+    }
+    /// How many names [`Keyspace::delete_batch`] takes at once: 1 (the default) reaches keys
+    /// one by one.
+    fn batch_size(&self) -> usize {
+        1
+    }
+    /// Deletes several keys, each as [`Keyspace::delete`] would, and tells what became of them
+    /// in total. The default reaches them one by one.
+    fn delete_batch(&mut self, names: Vec<Self::Name>) -> Outcomes {
+        let mut outcomes = Outcomes::default();
+        for name in names {
+            outcomes.add(self.delete(name));
+        }
+        outcomes
+    }
+}
+
+/// What became of a batch of keys, counted by [`KeyOutcome`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub deleted: u64,
+    pub denied: u64,
+    pub expired: u64,
+    /// `DRYRUN`: would have been deleted.
+    pub kept: u64,
+    /// Gone or filtered out: left alone, not matched.
+    pub skipped: u64,
+}
+
+impl Outcomes {
+    pub fn add(&mut self, outcome: KeyOutcome) {
+        match outcome {
+            KeyOutcome::Deleted => self.deleted += 1,
+            KeyOutcome::Denied => self.denied += 1,
+            KeyOutcome::Expired => self.expired += 1,
+            KeyOutcome::Kept => self.kept += 1,
+            KeyOutcome::Gone | KeyOutcome::Filtered => self.skipped += 1,
+        }
+    }
 }
 
 /// The budget of a sweep.
@@ -115,7 +170,12 @@ pub const MAX_STEP: u64 = 1_000_000;
 
 /// How many operations (scan calls or deletions) run between two reads of the clock. Each
 /// costs about a microsecond, so a slice overshoots its budget by a few microseconds at most.
-const OPS_PER_CLOCK_READ: u32 = 8;
+/// A scan call that visits many keys at once (the `SCAN` command) counts one operation per
+/// [`VISITS_PER_OP`] keys, so the clock is read after each such call.
+pub const OPS_PER_CLOCK_READ: u64 = 8;
+
+/// Keys visited that cost about as much as one operation.
+const VISITS_PER_OP: u64 = 64;
 
 /// One sweep over one database.
 pub struct Sweep<N> {
@@ -187,7 +247,7 @@ impl<N> Sweep<N> {
         let start = now();
         let deadline = start + self.limits.slice;
         let mut deleted = 0u64;
-        let mut ops = 0u32;
+        let mut ops = 0u64;
         let end = loop {
             if self.limit_reached() {
                 break SliceEnd::Finished;
@@ -200,29 +260,36 @@ impl<N> Sweep<N> {
                 self.counts.scanned += step.visited;
                 self.step_visited += step.visited;
                 self.scan_done = !step.more;
-            } else if let Some(name) = self.pending.pop_front() {
-                match keyspace.delete(name) {
-                    KeyOutcome::Deleted => {
-                        self.counts.matched += 1;
-                        self.counts.deleted += 1;
-                        self.taken += 1;
-                        deleted += 1;
+                if self.scan_done {
+                    if let Some(total) = keyspace.scanned_total() {
+                        self.counts.scanned = total;
                     }
-                    KeyOutcome::Kept => {
-                        self.counts.matched += 1;
-                        self.taken += 1;
-                        deleted += 1;
-                    }
-                    KeyOutcome::Denied => {
-                        self.counts.matched += 1;
-                        self.counts.denied += 1;
-                    }
-                    KeyOutcome::Expired => {
-                        self.counts.matched += 1;
-                        self.counts.expired += 1;
-                    }
-                    KeyOutcome::Gone | KeyOutcome::Filtered => {}
                 }
+                let expired = keyspace.take_expired();
+                self.counts.matched += expired;
+                self.counts.expired += expired;
+                ops += keyspace.scan_cost().max(1 + step.visited / VISITS_PER_OP);
+            } else if !self.pending.is_empty() {
+                // As many names as the keyspace takes at once, never past `BATCH` or `LIMIT`.
+                let room = self.limits.batch.saturating_sub(deleted);
+                let room = match self.limits.limit {
+                    Some(limit) => room.min(limit.saturating_sub(self.taken)),
+                    None => room,
+                };
+                let n = usize::try_from(room)
+                    .unwrap_or(usize::MAX)
+                    .min(keyspace.batch_size().max(1))
+                    .clamp(1, self.pending.len());
+                let names: Vec<N> = self.pending.drain(..n).collect();
+                let out = keyspace.delete_batch(names);
+                let taken = out.deleted + out.kept;
+                self.counts.matched += taken + out.denied + out.expired;
+                self.counts.deleted += out.deleted;
+                self.counts.denied += out.denied;
+                self.counts.expired += out.expired;
+                self.taken += taken;
+                deleted += taken;
+                ops += n as u64;
                 if deleted >= self.limits.batch {
                     break SliceEnd::Batch;
                 }
@@ -230,10 +297,13 @@ impl<N> Sweep<N> {
                 break SliceEnd::Finished;
             } else {
                 self.step_visited = 0;
+                ops += 1;
             }
-            ops += 1;
-            if ops.is_multiple_of(OPS_PER_CLOCK_READ) && now() >= deadline {
-                break SliceEnd::Time;
+            if ops >= OPS_PER_CLOCK_READ {
+                ops = 0;
+                if now() >= deadline {
+                    break SliceEnd::Time;
+                }
             }
         };
         let end = if self.is_finished() {
@@ -265,6 +335,8 @@ mod tests {
         denied_prefix: Option<Vec<u8>>,
         expired: Vec<Vec<u8>>,
         scan_calls: u64,
+        /// What [`Keyspace::scanned_total`] answers once the scan has ended.
+        exact_total: Option<u64>,
     }
 
     impl Memory {
@@ -282,6 +354,7 @@ mod tests {
                 denied_prefix: None,
                 expired: Vec::new(),
                 scan_calls: 0,
+                exact_total: None,
             }
         }
 
@@ -295,6 +368,10 @@ mod tests {
 
     impl Keyspace for Memory {
         type Name = Vec<u8>;
+
+        fn scanned_total(&self) -> Option<u64> {
+            self.exact_total.filter(|_| self.cursor >= self.order.len())
+        }
 
         fn scan(&mut self, pattern: &PatternSet, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
             self.scan_calls += 1;
@@ -375,6 +452,31 @@ mod tests {
         assert_eq!(ks.remaining(), names("keep:", 200));
         let c = sweep.counts();
         assert_eq!((c.scanned, c.matched, c.deleted), (500, 300, 300));
+    }
+
+    #[test]
+    fn an_exact_total_at_the_end_of_the_scan_replaces_the_estimates() {
+        let all = names("k", 300);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut ks = Memory::new(&refs, 1);
+        ks.exact_total = Some(250);
+        let mut sweep = Sweep::new(Pattern::new(b"nothing*"), limits(50, 40));
+        let mut mid = None;
+        // A clock that moves 100 µs at every read: slices of 1 ms end by time, mid-scan.
+        let t = Cell::new(Instant::now());
+        let ticking = || {
+            t.set(t.get() + Duration::from_micros(100));
+            t.get()
+        };
+        for _ in 0..10_000 {
+            if sweep.run_slice(&mut ks, ticking) == SliceEnd::Finished {
+                break;
+            }
+            mid.get_or_insert(sweep.counts().scanned);
+        }
+        // The steps' own counts until the end, then the total the keyspace gives.
+        assert!(mid.is_some_and(|n| n > 0 && n < 300), "{mid:?}");
+        assert_eq!(sweep.counts().scanned, 250);
     }
 
     #[test]
@@ -614,5 +716,72 @@ mod tests {
         let mut ks = Memory::new(&refs, 100);
         let mut sweep = Sweep::new(Pattern::new(b"*"), limits(100, 10));
         assert_eq!(sweep.run_slice(&mut ks, frozen()), SliceEnd::Finished);
+    }
+
+    /// A keyspace that takes names several at a time, as one `UNLINK` call does.
+    struct Batched {
+        inner: Memory,
+        size: usize,
+        largest: usize,
+    }
+
+    impl Keyspace for Batched {
+        type Name = Vec<u8>;
+        fn scan(&mut self, p: &PatternSet, found: &mut VecDeque<Vec<u8>>) -> ScanStep {
+            self.inner.scan(p, found)
+        }
+        fn delete(&mut self, name: Vec<u8>) -> KeyOutcome {
+            self.inner.delete(name)
+        }
+        fn batch_size(&self) -> usize {
+            self.size
+        }
+        fn delete_batch(&mut self, names: Vec<Vec<u8>>) -> Outcomes {
+            self.largest = self.largest.max(names.len());
+            let mut out = Outcomes::default();
+            for name in names {
+                out.add(self.inner.delete(name));
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn batches_never_pass_batch_or_limit() {
+        let mut all = names("a:", 100);
+        all.extend(names("b:", 50));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut memory = Memory::new(&refs, 9);
+        memory.denied_prefix = Some(b"a:0001".to_vec());
+        memory.expired = vec![b"a:00020".to_vec(), b"a:00031".to_vec()];
+        let mut ks = Batched {
+            inner: memory,
+            size: 7,
+            largest: 0,
+        };
+        let mut sweep = Sweep::new(
+            Pattern::new(b"a:*"),
+            Limits {
+                limit: Some(60),
+                ..limits(20, 10)
+            },
+        );
+        let mut before = 0;
+        loop {
+            let end = sweep.run_slice(&mut ks, frozen());
+            let deleted = sweep.counts().deleted;
+            assert!(deleted - before <= 10, "a slice deleted more than BATCH");
+            before = deleted;
+            if end == SliceEnd::Finished {
+                break;
+            }
+        }
+        let c = sweep.counts();
+        assert_eq!(c.deleted, 60, "{c:?}");
+        assert_eq!(c.denied, 10, "{c:?}");
+        assert!(c.expired <= 2, "{c:?}");
+        assert_eq!(c.matched, c.deleted + c.denied + c.expired, "{c:?}");
+        assert!(ks.largest <= 7 && ks.largest > 1, "{}", ks.largest);
+        assert!(sweep.held() <= 20 + 9, "held {}", sweep.held());
     }
 }
