@@ -529,6 +529,17 @@ impl Api {
         unsafe { (self.create_timer)(ctx, 0, Some(callback), ptr::null_mut()) }
     }
 
+    /// A timer that fires once, `ms` milliseconds from now (0: at the next loop iteration).
+    pub fn arm_timer_in(
+        &self,
+        ctx: Ctx,
+        ms: i64,
+        callback: unsafe extern "C" fn(Ctx, *mut c_void),
+    ) -> u64 {
+        // SAFETY: `ctx` is live; the callback never unwinds.
+        unsafe { (self.create_timer)(ctx, ms, Some(callback), ptr::null_mut()) }
+    }
+
     /// Stops a timer that has not fired. Needed before unloading: some servers (6.2) unload a
     /// module with a pending timer, whose callback then jumps into unmapped code.
     pub fn stop_timer(&self, ctx: Ctx, id: u64) {

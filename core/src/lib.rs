@@ -5,4 +5,5 @@
 pub mod args;
 pub mod error;
 pub mod glob;
+pub mod pace;
 pub mod sweep;
