@@ -8,7 +8,8 @@
 //! of its own (with `-t set,get` in one run a sweep would overlap only SET). The sweeps start as
 //! soon as every benchmark client has sent a request, so they run under the full load from their
 //! first slice, and the benchmark is sized to outlast them: `-n` is REQUESTS, or what lasts the
-//! longer of BENCH_SECONDS (4) and OUTLAST (2) times the longest sweep alone. The table says which
+//! longer of BENCH_SECONDS (4) and OUTLAST (1.3) times the same sweeps alone times 100/share (at
+//! least 1.5), as the sweeps get about that share of the thread under load. The table says which
 //! share of the benchmark's time the sweeps ran, and the benchmark's throughput while they ran
 //! (the server's count of SET or GET calls between the sweeps' start and end).
 //!

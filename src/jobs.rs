@@ -531,7 +531,9 @@ fn tick(ctx: Ctx) {
             if shared {
                 totals.busy_shared_us = totals.busy_shared_us.saturating_add(us);
             }
-            pacer.ran(Instant::now(), spent, shared, config::current().busy_share);
+            let share = config::current().busy_share;
+            let cpu = crate::server::thread_cpu_time();
+            pacer.ran(Instant::now(), cpu, spent, shared, share);
         }
         finish_ended(api, ctx, &mut r);
         if r.jobs.is_empty() {
@@ -545,9 +547,9 @@ fn tick(ctx: Ctx) {
 /// before-sleep hook runs before the replies of this iteration's commands are written, so a
 /// turn left to the clients sends their replies now rather than after a slice.
 ///
-/// While the pacer makes the sweeps wait (clients active, the share used up), the loop may
-/// sleep until a client or a 1 ms timer wakes it, rather than spin through empty iterations.
-/// At share 100 (the pacer leaves one turn at a time) it keeps spinning, as before.
+/// While the pacer makes the sweeps wait for their share (clients keep the server busy), the
+/// loop may sleep until a client or a 1 ms timer wakes it, rather than spin through empty
+/// iterations. A single turn left to clients otherwise keeps the loop spinning, as before.
 fn pace(api: &Api, ctx: Ctx, r: &mut Registry) -> Option<(Duration, bool)> {
     let settings = config::current();
     let slice = Duration::from_micros(settings.slice_us);
@@ -566,14 +568,15 @@ fn pace(api: &Api, ctx: Ctx, r: &mut Registry) -> Option<(Duration, bool)> {
         return None;
     };
     let commands = crate::server::commands_seen();
-    match pacer.turn(Instant::now(), commands, settings.busy_share, slice) {
+    let cpu = crate::server::thread_cpu_time();
+    match pacer.turn(Instant::now(), cpu, commands, settings.busy_share, slice) {
         Turn::Run { budget, shared } => {
             wakeup.set(true);
             Some((budget, shared))
         }
-        Turn::Wait => {
+        Turn::Wait { nap: sleep } => {
             totals.turns_waited += 1;
-            if settings.busy_share < 100 {
+            if sleep {
                 wakeup.set(false);
                 if nap.is_none() {
                     *nap = Some(api.arm_timer_in(ctx, 1, on_nap_end));

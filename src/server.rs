@@ -1123,6 +1123,24 @@ extern "C" fn on_server_event(ctx: Ctx, eid: raw::RedisModuleEvent, sub: u64, da
     crate::jobs::server_event(ctx, event);
 }
 
+/// The CPU time the calling thread (the server's main thread) has used, for the pacer's
+/// measure of the clients' work: unlike the wall clock it does not count the event loop's sleep
+/// or the time the OS runs something else. Zero if the clock cannot be read.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain syscall (or vDSO call) writing into a live timespec.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    if !ok {
+        return std::time::Duration::ZERO;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0).min(999_999_999);
+    std::time::Duration::new(secs, nanos)
+}
+
 /// Commands the server has run since it loaded the module (a command filter sees each one).
 static COMMANDS_SEEN: AtomicU64 = AtomicU64::new(0);
 

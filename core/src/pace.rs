@@ -2,25 +2,30 @@
 //! loop, and how long it may be.
 //!
 //! The driver asks [`Pacer::turn`] once per event-loop iteration (the before-sleep hook), with
-//! the time and the server's count of client commands so far, and reports each slice it runs
-//! with [`Pacer::ran`]. All sweeps share one pacer, so they share one budget.
+//! the time, the main thread's CPU time, and the server's count of client commands so far, and
+//! reports each slice it runs with [`Pacer::ran`]. All sweeps share one pacer, so they share
+//! one budget.
 //!
-//! - **Nobody waiting** (no client command since the last slice): run a full slice
-//!   (`sweep.slice-us`), back to back. Such a slice is not charged: the sweeps take the whole
-//!   thread when it would otherwise sleep.
-//! - **Clients active** (commands since the last slice) and a share under 100: the sweeps earn
-//!   credit at `share` percent of the wall time (capped at one full slice, so quiet periods do
-//!   not bank a burst) and each slice costs its duration. A slice runs only when the credit is
-//!   not negative, so over any stretch of client traffic the sweeps take about `share` percent
-//!   of the thread: no more, and no less however busy the server is (the credit grows with wall
-//!   time, not with idle time: a sweep finishes on a saturated server). These slices are shorter,
-//!   `share` percent of a full one (at least [`MIN_BUSY_SLICE`]): the sweeps' time comes in
-//!   pieces small enough that a client caught behind one waits little, and a request that
-//!   arrives during a slice is served at the next iteration (a charged slice is always followed
-//!   by at least one iteration without one unless the credit allows).
-//! - **Share 100**: the driver as it was before the share existed: when commands ran since the
-//!   last turn, leave one turn to them (their replies go out before the next slice), never two
-//!   turns in a row.
+//! - **Clients keep the server busy** when, over the last [`ACTIVITY_WINDOW`], the iterations
+//!   in which they ran commands took at least [`ACTIVE_PERCENT`] of it in CPU time outside the
+//!   slices (CPU time, so that neither the poll's sleep nor the OS running something else
+//!   counts), or they ran at least [`ACTIVE_COMMANDS`] commands. A client polling
+//!   `SWEEP.STATUS`, or one client sending requests in a tight loop (it gets one or two in per
+//!   slice: at most about 2,000 a second and a percent or two of the CPU), stays below both;
+//!   fifty `redis-benchmark` clients are far above, even while full slices hold them back.
+//! - **Not busy**: the driver as it was before the share existed: full slices
+//!   (`sweep.slice-us`) back to back, except that when commands ran since the last turn, one
+//!   turn is left to them (their replies, written after the hook, go out before the next
+//!   slice), never two in a row. `sweep.busy-share 100` always behaves so.
+//! - **Busy**, and a share under 100: the sweeps earn credit at `share` percent of the wall
+//!   time (capped at one full slice, so quiet periods do not bank a burst) and each slice costs
+//!   its duration. A slice runs only when the credit is not negative, so while the clients keep
+//!   the server busy the sweeps take about `share` percent of the thread: no more, and no less
+//!   however busy it is (the credit grows with wall time: a sweep finishes on a saturated
+//!   server). These slices are short, `share` percent of a full one (at least
+//!   [`MIN_BUSY_SLICE`]), so a client caught behind one waits little; when client iterations
+//!   are long the credit buys more, up to a full slice. A turn left to the clients may let the
+//!   loop sleep ([`Turn::Wait`]`{ nap: true }`) rather than spin.
 
 use std::time::{Duration, Instant};
 
@@ -28,22 +33,21 @@ use std::time::{Duration, Instant};
 /// overhead (selecting the database, re-opening the scan, reading the clock).
 pub const MIN_BUSY_SLICE: Duration = Duration::from_micros(50);
 
-/// Clients count as active when they ran at least this many commands over the last
-/// [`ACTIVITY_WINDOW`] (1,000 a second), even if none ran since the last slice: on a busy
-/// server the clients' requests come in bursts, and a gap between two of them is not a server
-/// nobody waits for. A client polling `SWEEP.STATUS` every 10 ms stays far below.
-pub const ACTIVE_COMMANDS: u64 = 100;
+/// Clients keep the server busy when their iterations took this percentage of the last
+/// [`ACTIVITY_WINDOW`] in CPU time, or ran this many commands in it (5,000 a second).
+pub const ACTIVE_PERCENT: u64 = 3;
+pub const ACTIVE_COMMANDS: u64 = 500;
 pub const ACTIVITY_WINDOW: Duration = Duration::from_millis(100);
 
 /// What the driver does at this turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Turn {
-    /// Run a slice of at most `budget`. `shared`: clients are active (commands since the last
-    /// slice, or [`ACTIVE_COMMANDS`] recently), so the slice shares the thread with them (and is
-    /// charged when the share is under 100).
+    /// Run a slice of at most `budget`. `shared`: clients keep the server busy, so the slice
+    /// shares the thread with them (and is charged when the share is under 100).
     Run { budget: Duration, shared: bool },
-    /// Leave this turn to the clients.
-    Wait,
+    /// Leave this turn to the clients. `nap`: nothing to do until a client (or a short timer)
+    /// wakes the loop, so it may sleep instead of spinning.
+    Wait { nap: bool },
 }
 
 /// A sum over a sliding window, kept in ten buckets.
@@ -96,20 +100,23 @@ impl Window {
 /// The scheduling state of all sweeps together.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    /// Main-thread time the sweeps may still take while clients are active, in hundredths of
-    /// a microsecond (so that the `share` percent of a 1 µs turn is not rounded away);
-    /// negative after a charged slice, until enough wall time has passed.
+    /// Main-thread time the sweeps may still take while clients keep the server busy, in
+    /// hundredths of a microsecond (so that the `share` percent of a 1 µs turn is not rounded
+    /// away); negative after a charged slice, until enough wall time has passed.
     credit: i64,
-    /// The last turn.
+    /// The last turn, and the thread's CPU time when the pacer's part of it (the slice, if
+    /// any) ended.
     last: Option<Instant>,
-    /// The command count at the last slice and at the last turn.
-    at_slice: u64,
+    last_end: Option<Duration>,
+    /// The command count at the last turn.
     at_turn: u64,
-    /// Share 100: whether the last turn was left to the clients.
+    /// Whether the last turn was left to the clients (when not busy).
     yielded: bool,
     /// Microseconds spent in slices over the last second.
     busy: Window,
-    /// Client commands over the last [`ACTIVITY_WINDOW`].
+    /// Microseconds of iterations in which clients ran commands, and the commands, over
+    /// [`ACTIVITY_WINDOW`].
+    clients: Window,
     commands: Window,
     /// The time the windows count from: the first turn.
     origin: Option<Instant>,
@@ -138,60 +145,85 @@ impl Pacer {
         Pacer {
             credit: 0,
             last: None,
-            at_slice: 0,
+            last_end: None,
             at_turn: 0,
             yielded: false,
             busy: Window::new(Duration::from_secs(1)),
+            clients: Window::new(ACTIVITY_WINDOW),
             commands: Window::new(ACTIVITY_WINDOW),
             origin: None,
         }
     }
 
-    /// Decides this turn. `commands`: client commands the server has run so far (a counter that
-    /// only grows); `share`: `sweep.busy-share` (1 to 100); `slice`: `sweep.slice-us`.
-    pub fn turn(&mut self, now: Instant, commands: u64, share: u64, slice: Duration) -> Turn {
+    /// Whether clients keep the server busy (see the module doc), as of `now`.
+    pub fn clients_busy(&self, now: Instant) -> bool {
+        let Some(origin) = self.origin else {
+            return false;
+        };
+        // Against the whole window, also in the first 100 ms: a first request is not a load.
+        let (us, _) = self.clients.sum(origin, now);
+        let (commands, _) = self.commands.sum(origin, now);
+        u128::from(us) * 100 >= ACTIVITY_WINDOW.as_micros() * u128::from(ACTIVE_PERCENT)
+            || commands >= ACTIVE_COMMANDS
+    }
+
+    /// Decides this turn. `cpu`: the main thread's CPU time (any fixed origin); `commands`:
+    /// client commands the server has run so far (a counter that only grows); `share`:
+    /// `sweep.busy-share` (1 to 100); `slice`: `sweep.slice-us`.
+    pub fn turn(
+        &mut self,
+        now: Instant,
+        cpu: Duration,
+        commands: u64,
+        share: u64,
+        slice: Duration,
+    ) -> Turn {
         let share = share.clamp(1, 100);
         let origin = *self.origin.get_or_insert(now);
         let elapsed = self
             .last
             .map_or(Duration::ZERO, |last| now.saturating_duration_since(last));
         self.last = Some(now);
-        let new_since_turn = commands.wrapping_sub(self.at_turn);
-        self.at_turn = commands;
-        self.commands.add(origin, now, new_since_turn);
-        let active =
-            commands != self.at_slice || self.commands.sum(origin, now).0 >= ACTIVE_COMMANDS;
-
-        if share == 100 {
-            self.credit = 0;
-            let give_way = new_since_turn != 0 && !self.yielded;
-            self.yielded = give_way;
-            if give_way {
-                return Turn::Wait;
-            }
-            self.at_slice = commands;
-            return Turn::Run {
-                budget: slice,
-                shared: active,
-            };
+        let ran_commands = commands != self.at_turn;
+        // After a pause in the turns (no sweep ran), what happened meanwhile is not known
+        // to have happened recently: it does not count.
+        let recent = self.last_end.is_some() && elapsed <= ACTIVITY_WINDOW;
+        if recent {
+            self.commands
+                .add(origin, now, commands.wrapping_sub(self.at_turn));
         }
-        self.yielded = false;
+        self.at_turn = commands;
+        if ran_commands && recent {
+            // The iteration's work outside the pacer: CPU time since the last turn ended.
+            let work = self
+                .last_end
+                .map_or(Duration::ZERO, |t| cpu.saturating_sub(t));
+            let us = u64::try_from(work.as_micros()).unwrap_or(u64::MAX);
+            self.clients.add(origin, now, us);
+        }
+        self.last_end = Some(cpu);
+        let busy = self.clients_busy(now);
+
         let cap = percent_cus(slice, 100);
         self.credit = self
             .credit
             .saturating_add(percent_cus(elapsed, share))
             .min(cap);
-        if !active {
-            self.at_slice = commands;
+        if share == 100 || !busy {
+            let give_way = ran_commands && !self.yielded;
+            self.yielded = give_way;
+            if give_way {
+                return Turn::Wait { nap: false };
+            }
             return Turn::Run {
                 budget: slice,
-                shared: false,
+                shared: busy,
             };
         }
+        self.yielded = false;
         if self.credit < 0 {
-            return Turn::Wait;
+            return Turn::Wait { nap: true };
         }
-        self.at_slice = commands;
         // The credit may buy more than a short slice when client iterations are long (a
         // saturated server): never more than a full slice, as always.
         let credit = Duration::from_micros(u64::try_from(self.credit / 100).unwrap_or(0));
@@ -201,11 +233,20 @@ impl Pacer {
         }
     }
 
-    /// A slice that [`Pacer::turn`] allowed ran for `spent`, ending at `end`.
-    pub fn ran(&mut self, end: Instant, spent: Duration, shared: bool, share: u64) {
+    /// A slice that [`Pacer::turn`] allowed ran for `spent`, ending at `end` (at `cpu_end` of the
+    /// thread's CPU time).
+    pub fn ran(
+        &mut self,
+        end: Instant,
+        cpu_end: Duration,
+        spent: Duration,
+        shared: bool,
+        share: u64,
+    ) {
         if shared && share < 100 {
             self.credit = self.credit.saturating_sub(percent_cus(spent, 100));
         }
+        self.last_end = Some(cpu_end);
         let origin = *self.origin.get_or_insert(end);
         let us = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
         self.busy.add(origin, end, us);
@@ -234,230 +275,296 @@ mod tests {
     use super::*;
 
     const SLICE: Duration = Duration::from_micros(1000);
+    const BATCH_US: f64 = 500.0;
 
-    /// A settable clock and a command counter around a pacer.
+    /// A settable clock, a command counter and a model of the clients around a pacer.
+    ///
+    /// The clients bring `load` microseconds of work per microsecond of wall time (0.6: they
+    /// would keep the thread 60 % busy on their own; 1 or more: saturated). Work piles up while
+    /// a slice runs; each iteration serves what was pending when it started, as the event loop
+    /// serves every client with a request ready, up to [`BATCH_US`] (so many clients, each
+    /// with its requests).
     struct Sim {
         pacer: Pacer,
         now: Instant,
         commands: u64,
         share: u64,
+        load: f64,
+        pending: f64,
+        sliced_us: u64,
+        naps: u64,
+        /// The thread's CPU time: it advances with the wall clock except while asleep.
+        cpu: Duration,
     }
 
     impl Sim {
-        fn new(share: u64) -> Sim {
+        fn new(share: u64, load: f64) -> Sim {
             Sim {
                 pacer: Pacer::new(),
                 now: Instant::now(),
                 commands: 0,
                 share,
+                load,
+                pending: 0.0,
+                sliced_us: 0,
+                naps: 0,
+                cpu: Duration::ZERO,
             }
         }
 
         fn advance(&mut self, us: u64) {
             self.now += Duration::from_micros(us);
+            self.cpu += Duration::from_micros(us);
+            self.pending += self.load * us as f64;
+        }
+
+        /// Time passes with the thread asleep (or the OS running something else).
+        fn sleep(&mut self, us: u64) {
+            self.now += Duration::from_micros(us);
+            self.pending += self.load * us as f64;
         }
 
         fn turn(&mut self) -> Turn {
-            self.pacer.turn(self.now, self.commands, self.share, SLICE)
+            self.pacer
+                .turn(self.now, self.cpu, self.commands, self.share, SLICE)
         }
 
-        /// One turn; if it runs, the slice takes its whole budget.
-        fn step(&mut self) -> Option<Duration> {
+        fn ran(&mut self, budget: Duration, shared: bool) {
+            self.advance(budget.as_micros() as u64);
+            self.pacer
+                .ran(self.now, self.cpu, budget, shared, self.share);
+        }
+
+        /// One loop iteration: serve what is pending (a request is at least 5 µs of work),
+        /// then the pacer's turn. Returns the slice run, if any.
+        fn iteration(&mut self) -> Option<Duration> {
+            if self.pending >= 5.0 {
+                let work = self.pending.min(BATCH_US) as u64;
+                self.pending -= work as f64;
+                self.commands += work / 5;
+                self.advance(work);
+            } else {
+                self.advance(1);
+            }
             match self.turn() {
                 Turn::Run { budget, shared } => {
-                    self.advance(budget.as_micros() as u64);
-                    self.pacer.ran(self.now, budget, shared, self.share);
+                    self.ran(budget, shared);
+                    self.sliced_us += budget.as_micros() as u64;
                     Some(budget)
                 }
-                Turn::Wait => None,
-            }
-        }
-
-        /// Drives `total_us` of simulated time. Between turns, clients run `per_iteration`
-        /// commands taking `iteration_us`. Returns the microseconds spent in slices.
-        fn drive(&mut self, total_us: u64, per_iteration: u64, iteration_us: u64) -> u64 {
-            let end = self.now + Duration::from_micros(total_us);
-            let mut sliced = 0;
-            while self.now < end {
-                if let Some(d) = self.step() {
-                    sliced += d.as_micros() as u64;
+                Turn::Wait { nap } => {
+                    self.naps += u64::from(nap);
+                    None
                 }
-                self.commands += per_iteration;
-                self.advance(iteration_us.max(1));
             }
-            sliced
+        }
+
+        /// Runs `us` of simulated time; the percentage of it spent in slices.
+        fn drive(&mut self, us: u64) -> f64 {
+            let (start, sliced) = (self.now, self.sliced_us);
+            let end = self.now + Duration::from_micros(us);
+            while self.now < end {
+                self.iteration();
+            }
+            let wall = (self.now - start).as_micros() as f64;
+            (self.sliced_us - sliced) as f64 * 100.0 / wall
         }
     }
 
     #[test]
-    fn nobody_waiting_runs_full_slices_back_to_back_at_every_share() {
+    fn nobody_there_full_slices_back_to_back_at_every_share() {
         for share in [1, 20, 50, 99, 100] {
-            let mut sim = Sim::new(share);
+            let mut sim = Sim::new(share, 0.0);
             for _ in 0..1000 {
-                assert_eq!(sim.step(), Some(SLICE), "share {share}");
+                assert_eq!(sim.iteration(), Some(SLICE), "share {share}");
             }
-            // A command now and then: still nobody waiting between them.
-            for _ in 0..1000 {
-                sim.commands += 1;
-                sim.step();
-                sim.advance(10_000);
-                assert_eq!(sim.step(), Some(SLICE), "share {share}");
-            }
+            assert_eq!(sim.naps, 0);
         }
     }
 
     #[test]
-    fn idle_time_is_all_the_sweeps_own() {
-        // No client: the sweeps take all the time but a 1 µs loop iteration between slices,
-        // whatever the share.
-        let mut default = Sim::new(20);
-        let mut full = Sim::new(100);
-        let a = default.drive(1_000_000, 0, 1);
-        let b = full.drive(1_000_000, 0, 1);
-        assert_eq!(a, b);
-        assert!(a > 990_000, "{a}");
+    fn what_ran_before_a_sweep_started_does_not_slow_it() {
+        let mut sim = Sim::new(20, 0.0);
+        sim.iteration();
+        // A million commands and a second of CPU while no sweep ran.
+        sim.commands += 1_000_000;
+        sim.advance(1_000_000);
+        sim.now += Duration::from_secs(10);
+        assert_eq!(
+            sim.turn(),
+            Turn::Wait { nap: false },
+            "one turn for the clients"
+        );
+        assert!(!sim.pacer.clients_busy(sim.now));
+        assert_eq!(sim.iteration(), Some(SLICE));
     }
 
     #[test]
-    fn busy_clients_get_all_but_the_share() {
-        for share in [1, 5, 10, 20, 33, 50, 80, 99] {
-            let mut sim = Sim::new(share);
-            // Clients run a command in every iteration, each iteration 20 µs.
-            let sliced = sim.drive(10_000_000, 3, 20);
-            let got = sliced as f64 / 10_000_000.0 * 100.0;
-            assert!(
-                (got - share as f64).abs() <= (share as f64 * 0.05).max(0.5),
-                "share {share}: sweeps took {got:.2}%"
-            );
+    fn idle_speed_is_the_same_at_every_share() {
+        let mut default = Sim::new(20, 0.0);
+        let mut full = Sim::new(100, 0.0);
+        let (a, b) = (default.drive(1_000_000), full.drive(1_000_000));
+        assert_eq!(a, b);
+        assert!(a > 99.0, "{a}");
+    }
+
+    #[test]
+    fn a_status_poll_every_ten_ms_costs_one_short_turn() {
+        // A client asks for the status every 10 ms: each command costs the sweeps one turn
+        // left to it (its reply goes out first), nothing more.
+        let mut sim = Sim::new(20, 0.0);
+        let end = sim.now + Duration::from_secs(1);
+        let mut next = sim.now;
+        let mut sliced = 0;
+        while sim.now < end {
+            if sim.now >= next {
+                sim.commands += 1;
+                next += Duration::from_millis(10);
+            }
+            sliced += sim.iteration().map_or(0, |d| d.as_micros() as u64);
+        }
+        assert!(sliced > 985_000, "{sliced}");
+        assert_eq!(sim.naps, 0);
+    }
+
+    #[test]
+    fn one_client_in_a_tight_loop_does_not_keep_the_server_busy() {
+        // One client sends a request as soon as it has the reply (10 µs of server work each):
+        // it waits at most a slice, and the sweeps keep nearly the whole thread.
+        let mut sim = Sim::new(20, 0.0);
+        let end = sim.now + Duration::from_secs(1);
+        let mut sliced = 0;
+        while sim.now < end {
+            sim.commands += 1;
+            sim.advance(10);
+            if let Turn::Run { budget, shared } = sim.turn() {
+                assert!(!shared);
+                sim.ran(budget, shared);
+                sliced += budget.as_micros();
+            }
+        }
+        assert!(sliced > 970_000, "{sliced}");
+    }
+
+    #[test]
+    fn busy_clients_leave_the_sweeps_their_share() {
+        // The clients are a fixed load here (they do not slow down when served later), so
+        // only the pairs where both fit in the thread.
+        for load in [0.3, 0.6, 0.9] {
+            for share in [1, 5, 10, 20, 33, 50] {
+                if load + share as f64 / 100.0 > 1.0 {
+                    continue;
+                }
+                let mut sim = Sim::new(share, load);
+                sim.drive(200_000);
+                let got = sim.drive(5_000_000);
+                let want = share as f64;
+                assert!(
+                    (got - want).abs() <= (want * 0.05).max(0.3),
+                    "load {load}, share {share}: the sweeps took {got:.2}%"
+                );
+            }
         }
     }
 
     #[test]
     fn a_saturated_server_still_gives_the_share() {
-        // Each client iteration takes 2 ms (a long batch every time): the sweeps still get
-        // their share (slices of more than the short busy length, paid by the credit).
-        let mut sim = Sim::new(20);
-        let sliced = sim.drive(10_000_000, 1, 2_000);
-        assert!(sliced >= 1_900_000, "{sliced}");
-        // 10 ms iterations: at most one full slice per turn, but never starved.
-        let sliced = sim.drive(10_000_000, 1, 10_000);
-        assert!(sliced >= 900_000, "{sliced}");
-    }
-
-    #[test]
-    fn a_gap_between_bursts_of_a_busy_client_is_not_idle() {
-        // Clients send 500 commands every 10 ms (50,000 a second), in one burst: most turns
-        // see no command since the last slice, yet the sweeps keep to their share.
-        let mut sim = Sim::new(20);
-        let mut sliced = 0u64;
-        let end = sim.now + Duration::from_secs(2);
-        let mut next_burst = sim.now;
-        while sim.now < end {
-            if sim.now >= next_burst {
-                sim.commands += 500;
-                next_burst += Duration::from_millis(10);
-            }
-            sliced += sim.step().map_or(0, |d| d.as_micros() as u64);
-            sim.advance(5);
+        // The clients alone would need more than the whole thread: the sweeps still get their
+        // share, so they finish.
+        for load in [1.0, 2.0, 10.0] {
+            let mut sim = Sim::new(20, load);
+            sim.drive(100_000);
+            let got = sim.drive(5_000_000);
+            assert!(got >= 16.6, "load {load}: {got:.2}%");
+            assert!(got <= 21.0, "load {load}: {got:.2}%");
         }
-        assert!(sliced <= 2_000_000 / 5 + 2_000, "{sliced}");
-        assert!(sliced >= 2_000_000 / 5 - 20_000, "{sliced}");
     }
 
     #[test]
-    fn a_charged_slice_is_followed_by_a_turn_for_the_clients() {
-        let mut sim = Sim::new(20);
-        sim.commands = 1;
-        assert_eq!(
-            sim.step(),
-            Some(busy_slice(SLICE, 20)),
-            "the first busy turn runs on the starting credit"
+    fn share_one_hundred_takes_what_the_clients_leave() {
+        let mut sim = Sim::new(100, 0.5);
+        let got = sim.drive(2_000_000);
+        assert!(got > 45.0, "{got:.2}%");
+        assert_eq!(sim.naps, 0);
+    }
+
+    #[test]
+    fn busy_slices_are_short_and_the_loop_naps_between_them() {
+        let mut sim = Sim::new(20, 0.6);
+        sim.drive(200_000);
+        let mut budgets = Vec::new();
+        for _ in 0..1000 {
+            if let Some(d) = sim.iteration() {
+                budgets.push(d);
+            }
+        }
+        assert!(
+            budgets.iter().all(|&d| d <= Duration::from_micros(250)),
+            "{budgets:?}"
         );
-        // Spend the starting credit (0) and more: now in debt.
-        sim.commands += 1;
-        assert_eq!(sim.turn(), Turn::Wait);
-        assert!(sim.pacer.credit_us() < 0);
-    }
-
-    #[test]
-    fn four_slices_of_wait_for_one_slice_at_twenty_percent() {
-        let mut sim = Sim::new(20);
-        sim.commands = 1;
-        let d = sim.step().unwrap().as_micros() as u64;
-        assert_eq!(d, 200);
-        // Now in debt by 200 - 20% of 200 = 160 µs: 800 µs of client time pays it back, even
-        // in turns of 1 µs (nothing is rounded away).
-        sim.commands += 1;
-        for _ in 0..799 {
-            sim.advance(1);
-            assert_eq!(sim.turn(), Turn::Wait);
-        }
-        sim.advance(1);
-        assert!(matches!(sim.turn(), Turn::Run { shared: true, .. }));
-    }
-
-    #[test]
-    fn quiet_periods_do_not_bank_a_burst() {
-        let mut sim = Sim::new(20);
-        sim.drive(1_000_000, 0, 1);
-        assert!(sim.pacer.credit_us() <= SLICE.as_micros() as i64);
-        // Clients arrive: at most one full slice of credit, then the share (and the last
-        // slice may end past the 100 ms).
-        let sliced = sim.drive(100_000, 1, 20);
-        assert!(sliced <= 20_000 + 1_000 + 1_000, "{sliced}");
-    }
-
-    #[test]
-    fn one_command_now_and_then_costs_the_idle_speed_nothing_much() {
-        // A client asks for the status every 10 ms (SWEEP.STATUS polling): the sweeps keep
-        // nearly the whole thread.
-        let mut sim = Sim::new(20);
-        let mut sliced = 0u64;
-        let end = sim.now + Duration::from_secs(1);
-        let mut next_command = sim.now;
-        while sim.now < end {
-            if sim.now >= next_command {
-                sim.commands += 1;
-                next_command += Duration::from_millis(10);
-            }
-            sliced += sim.step().map_or(0, |d| d.as_micros() as u64);
-            sim.advance(1);
-        }
-        assert!(sliced > 950_000, "{sliced}");
-    }
-
-    #[test]
-    fn share_one_hundred_gives_one_turn_to_clients_never_two() {
-        let mut sim = Sim::new(100);
-        sim.commands = 5;
-        assert_eq!(sim.turn(), Turn::Wait);
-        sim.commands += 1;
-        assert_eq!(
-            sim.turn(),
-            Turn::Run {
-                budget: SLICE,
-                shared: true
-            }
-        );
-        sim.commands += 1;
-        assert_eq!(sim.turn(), Turn::Wait);
-        assert!(matches!(sim.turn(), Turn::Run { budget: SLICE, .. }));
+        assert!(sim.naps > 0);
     }
 
     #[test]
     fn a_changed_share_applies_at_the_next_turn() {
-        let mut sim = Sim::new(100);
-        sim.drive(100_000, 1, 20);
+        let mut sim = Sim::new(100, 0.7);
+        assert!(sim.drive(500_000) > 25.0);
         sim.share = 10;
-        let sliced = sim.drive(1_000_000, 1, 20);
-        assert!((95_000..=106_000).contains(&sliced), "{sliced}");
+        let got = sim.drive(2_000_000);
+        assert!((9.0..=11.5).contains(&got), "{got:.2}%");
         sim.share = 100;
-        let sliced = sim.drive(1_000_000, 1, 20);
-        assert!(sliced > 900_000, "{sliced}");
+        assert!(sim.drive(500_000) > 25.0);
     }
 
     #[test]
-    fn busy_slices_are_a_share_of_a_full_one_within_bounds() {
+    fn clients_leaving_give_the_sweeps_the_thread_back() {
+        let mut sim = Sim::new(20, 0.8);
+        sim.drive(1_000_000);
+        sim.load = 0.0;
+        sim.pending = 0.0;
+        sim.drive(200_000);
+        assert!(sim.drive(1_000_000) > 99.0);
+    }
+
+    #[test]
+    fn quiet_periods_do_not_bank_a_burst() {
+        let mut sim = Sim::new(20, 0.0);
+        sim.drive(1_000_000);
+        assert!(sim.pacer.credit_us() <= SLICE.as_micros() as i64);
+        sim.load = 0.8;
+        sim.drive(300_000);
+        // Once the clients count as busy, the share; the credit never exceeds a full slice.
+        assert!(sim.pacer.credit_us() <= SLICE.as_micros() as i64);
+        let got = sim.drive(1_000_000);
+        assert!(got <= 21.0, "{got:.2}%");
+    }
+
+    #[test]
+    fn time_the_thread_is_not_running_is_not_client_work() {
+        // A lone client sends a request every 2 ms, 10 µs of CPU each, while the OS keeps the
+        // server off the CPU for 3 ms now and then (a busy machine): not a busy server.
+        let mut sim = Sim::new(20, 0.0);
+        let end = sim.now + Duration::from_millis(500);
+        let mut next = sim.now;
+        while sim.now < end {
+            if sim.now >= next {
+                next += Duration::from_millis(2);
+                sim.commands += 1;
+                sim.sleep(3_000);
+                sim.advance(10);
+            } else {
+                sim.advance(1);
+            }
+            if let Turn::Run { budget, shared } = sim.turn() {
+                assert!(!shared);
+                sim.ran(budget, shared);
+            }
+        }
+        assert!(!sim.pacer.clients_busy(sim.now));
+    }
+
+    #[test]
+    fn busy_slice_lengths() {
         assert_eq!(busy_slice(SLICE, 20), Duration::from_micros(200));
         assert_eq!(busy_slice(SLICE, 100), SLICE);
         assert_eq!(busy_slice(SLICE, 1), MIN_BUSY_SLICE);
@@ -477,26 +584,36 @@ mod tests {
     fn a_clock_that_goes_back_or_huge_values_never_panic() {
         let mut p = Pacer::new();
         let now = Instant::now();
-        let _ = p.turn(now + Duration::from_secs(5), 1, 20, SLICE);
-        let _ = p.turn(now, 2, 20, SLICE);
-        p.ran(now, Duration::from_secs(1_000_000_000), true, 20);
-        let _ = p.turn(now, 3, 0, Duration::MAX);
-        let _ = p.turn(now, 4, 1000, Duration::ZERO);
+        let later = now + Duration::from_secs(5);
+        let _ = p.turn(later, Duration::from_secs(9), 1, 20, SLICE);
+        let _ = p.turn(now, Duration::ZERO, 2, 20, SLICE);
+        p.ran(
+            now,
+            Duration::MAX,
+            Duration::from_secs(1_000_000_000),
+            true,
+            20,
+        );
+        let _ = p.turn(now, Duration::ZERO, 3, 0, Duration::MAX);
+        let _ = p.turn(now, Duration::MAX, 0, 1000, Duration::ZERO);
         let _ = p.share_last_second(now);
         let _ = p.share_last_second(now + Duration::from_secs(100));
+        let _ = p.clients_busy(now);
     }
 
     #[test]
     fn the_share_of_the_last_second() {
-        let mut sim = Sim::new(20);
+        let mut sim = Sim::new(20, 0.7);
         assert_eq!(sim.pacer.share_last_second(sim.now), 0);
-        sim.drive(2_000_000, 1, 20);
+        sim.drive(2_000_000);
         let share = sim.pacer.share_last_second(sim.now);
         assert!((19..=21).contains(&share), "{share}");
-        sim.drive(2_000_000, 0, 1);
+        sim.load = 0.0;
+        sim.pending = 0.0;
+        sim.drive(2_000_000);
         assert!(sim.pacer.share_last_second(sim.now) >= 99);
         // Nothing for a while: back to zero.
-        sim.advance(1_500_000);
+        sim.now += Duration::from_millis(1500);
         assert_eq!(sim.pacer.share_last_second(sim.now), 0);
     }
 }
