@@ -172,8 +172,10 @@ fn a_sweep_alone_takes_the_whole_thread() {
         return;
     }
     for (_, _, d) in &default {
-        // Nobody else was there: no turn was left to clients, and the slices filled the time.
-        assert_eq!(d["turns_waited"], 0, "{d:?}");
+        // Nobody else was there: no slice was paced, and at most the turn after the command
+        // that started the sweep was left to clients (its own reply, at share 100 too).
+        assert_eq!(d["busy_shared_us"], 0, "{d:?}");
+        assert!(d["turns_waited"] <= 1, "{d:?}");
     }
     // The fastest of each: the OS preempting the server (other work on the machine) only ever
     // adds time, so the minimum is the least noisy estimate of the sweep's own speed.
