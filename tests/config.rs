@@ -309,6 +309,7 @@ fn module_loadex_config_sets_the_value_and_wins_over_args() {
         "CONFIG",
         "sweep.batch",
         "77",
+        "CONFIG",
         "sweep.busy-share",
         "35",
         "ARGS",
