@@ -19,6 +19,11 @@
 //! exactly what it should, and every other key is still there. Figures are medians of RUNS runs;
 //! they are reported, never asserted.
 //!
+//! The benchmark outlasts the sweeps, so each run also measures the throughput after the sweeps
+//! ended, in the same `redis-benchmark` run ("rps after"): a baseline taken under the same
+//! conditions, which on a shared machine whose load drifts over minutes is a fairer reference
+//! than the no-sweep scenario run earlier; the ratios report both.
+//!
 //! Each sweep scenario runs at every `sweep.busy-share` in BUSY_SHARES (20,50,100), set by
 //! `CONFIG SET` before it; the sweeps alone run at the default share and at 100 (the idle-speed
 //! ratio of SPEC §10). Under load a sweep takes longer at a smaller share, so `-n` is sized per
@@ -142,6 +147,11 @@ struct SweepRun {
     during_rps: Option<f64>,
     /// The share of the main thread the sweeps took (`sweep_busy_us` over their wall time).
     thread_share: f64,
+    /// The benchmark's call count and the time when the sweeps ended.
+    ended: Option<(u64, Instant)>,
+    /// The benchmark's calls per second after the sweeps ended, in the same run: a baseline
+    /// measured under the same conditions as `during_rps`.
+    after_rps: Option<f64>,
 }
 
 // --- the dataset ---
@@ -288,6 +298,8 @@ fn start_sweeps(server: &Server, sweeps: Sweeps, cfg: &Config, test: Option<&str
                     scanned: field_u64(&f, "scanned"),
                     during_rps: rate(from, to),
                     thread_share: 0.0,
+                    ended: to,
+                    after_rps: None,
                 }
             });
             // The thread is about to send its command: the benchmark starts now.
@@ -346,6 +358,8 @@ fn start_sweeps(server: &Server, sweeps: Sweeps, cfg: &Config, test: Option<&str
                     scanned,
                     during_rps: rate(from, to),
                     thread_share: 0.0,
+                    ended: to,
+                    after_rps: None,
                 }
             }))
         }
@@ -466,12 +480,23 @@ fn measure(
     }
     let busy0 = busy_us(&mut con);
     let running = start_sweeps(server, sweeps, cfg, test);
-    let bench = child.map(|(c, started)| finish_benchmark(c, started, test.unwrap()));
+    let bench = child.map(|(c, started)| (finish_benchmark(c, started, test.unwrap()), started));
     let mut sweep = finish_sweeps(running);
     let busy = busy_us(&mut con) - busy0;
     if let Some(s) = &mut sweep {
         s.thread_share = busy as f64 / 1e6 / s.wall.as_secs_f64().max(1e-9);
+        // The benchmark's tail after the sweeps, if it lasted at least a second: it ran
+        // exactly `requests` calls, the last at its end.
+        if let (Some((b, started)), Some((calls, at)), Some((calls0, _))) = (bench, s.ended, before)
+        {
+            let end = started + b.wall;
+            if end > at + Duration::from_secs(1) {
+                let tail = (calls0 + requests as u64).saturating_sub(calls);
+                s.after_rps = Some(tail as f64 / (end - at).as_secs_f64());
+            }
+        }
     }
+    let bench = bench.map(|(b, _)| b);
     if let (Some(t), Some((calls0, errors0))) = (test, before) {
         let (calls, errors) = command_stats(&mut con, t);
         assert_eq!(
@@ -533,6 +558,8 @@ struct SweepFig {
     scanned: u64,
     during_rps: Option<f64>,
     thread_share: f64,
+    /// The median over runs of each run's rps while sweeping over its rps after.
+    during_over_after: Option<f64>,
 }
 
 fn median_sweep(runs: &[SweepRun]) -> Option<SweepFig> {
@@ -546,6 +573,13 @@ fn median_sweep(runs: &[SweepRun]) -> Option<SweepFig> {
         scanned: median_f(runs.iter().map(|s| s.scanned as f64)) as u64,
         during_rps: (!rps.is_empty()).then(|| median_f(rps.into_iter())),
         thread_share: median_f(runs.iter().map(|s| s.thread_share)),
+        during_over_after: {
+            let r: Vec<f64> = runs
+                .iter()
+                .filter_map(|s| Some(s.during_rps? / s.after_rps?))
+                .collect();
+            (!r.is_empty()).then(|| median_f(r.into_iter()))
+        },
     })
 }
 
@@ -716,8 +750,8 @@ fn alone(rows: &[Row], kind: Sweeps, share: u64) -> Option<SweepFig> {
 fn print_ratios(rows: &[Row]) {
     let Some(base) = rows.first() else { return };
     println!("\nRatios (medians; goals at the default share: throughput while sweeping >= 0.80, p99 <= 1.5, idle <= 1.05):");
-    println!("| busy-share | sweeps | SET rps while sweeping / baseline | GET rps while sweeping / baseline | SET p99 / baseline | GET p99 / baseline | sweep wall under load / alone (SET, GET) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| busy-share | sweeps | SET rps while sweeping / baseline | GET rps while sweeping / baseline | SET, GET rps while sweeping / after it (same run) | SET p99 / baseline | GET p99 / baseline | sweep wall under load / alone (SET, GET) |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in rows.iter().filter(|r| r.load && r.kind != Sweeps::None) {
         let during = |i: usize, b: Option<Bench>| -> String {
             match (r.sweeps.get(i).and_then(|s| s.during_rps), b) {
@@ -740,8 +774,17 @@ fn print_ratios(rows: &[Row]) {
                 .join(", "),
             None => "-".into(),
         };
+        let same_run = r
+            .sweeps
+            .iter()
+            .map(|s| {
+                s.during_over_after
+                    .map_or("-".into(), |x| format!("{x:.2}"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
-            "| {} | {} | {} | {} | {} | {} | {slow} |",
+            "| {} | {} | {} | {} | {same_run} | {} | {} | {slow} |",
             r.share,
             match r.kind {
                 Sweeps::One => "one SWEEP.CLEAR".to_string(),
@@ -865,6 +908,9 @@ impl Scenario {
                 );
                 if let Some(x) = s.during_rps {
                     line += &format!(", {x:.0} rps while sweeping");
+                }
+                if let Some(x) = s.after_rps {
+                    line += &format!(", {x:.0} rps after");
                 }
             }
             eprintln!("{line}");
