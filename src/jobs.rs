@@ -568,7 +568,7 @@ fn pace(api: &Api, ctx: Ctx, r: &mut Registry) -> Option<(Duration, bool)> {
         return None;
     };
     let commands = crate::server::commands_seen();
-    let cpu = crate::server::thread_cpu_time();
+    let cpu = crate::server::thread_cpu_time;
     match pacer.turn(Instant::now(), cpu, commands, settings.busy_share, slice) {
         Turn::Run { budget, shared } => {
             wakeup.set(true);

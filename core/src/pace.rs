@@ -104,10 +104,12 @@ pub struct Pacer {
     /// hundredths of a microsecond (so that the `share` percent of a 1 µs turn is not rounded
     /// away); negative after a charged slice, until enough wall time has passed.
     credit: i64,
-    /// The last turn, and the thread's CPU time when the pacer's part of it (the slice, if
-    /// any) ended.
+    /// The last turn; when the last slice ended, and the thread's CPU time then.
     last: Option<Instant>,
+    last_slice: Option<Instant>,
     last_end: Option<Duration>,
+    /// The command count at the last slice.
+    at_slice: u64,
     /// The command count at the last turn.
     at_turn: u64,
     /// Whether the last turn was left to the clients (when not busy).
@@ -145,7 +147,9 @@ impl Pacer {
         Pacer {
             credit: 0,
             last: None,
+            last_slice: None,
             last_end: None,
+            at_slice: 0,
             at_turn: 0,
             yielded: false,
             busy: Window::new(Duration::from_secs(1)),
@@ -167,13 +171,14 @@ impl Pacer {
             || commands >= ACTIVE_COMMANDS
     }
 
-    /// Decides this turn. `cpu`: the main thread's CPU time (any fixed origin); `commands`:
+    /// Decides this turn. `cpu`: reads the main thread's CPU time (any fixed origin), called
+    /// at most once, only when a slice runs after clients ran commands; `commands`:
     /// client commands the server has run so far (a counter that only grows); `share`:
     /// `sweep.busy-share` (1 to 100); `slice`: `sweep.slice-us`.
     pub fn turn(
         &mut self,
         now: Instant,
-        cpu: Duration,
+        cpu: impl FnOnce() -> Duration,
         commands: u64,
         share: u64,
         slice: Duration,
@@ -182,26 +187,16 @@ impl Pacer {
         let origin = *self.origin.get_or_insert(now);
         let elapsed = self
             .last
-            .map_or(Duration::ZERO, |last| now.saturating_duration_since(last));
+            .map_or(Duration::MAX, |last| now.saturating_duration_since(last));
         self.last = Some(now);
         let ran_commands = commands != self.at_turn;
         // After a pause in the turns (no sweep ran), what happened meanwhile is not known
         // to have happened recently: it does not count.
-        let recent = self.last_end.is_some() && elapsed <= ACTIVITY_WINDOW;
-        if recent {
+        if elapsed <= ACTIVITY_WINDOW {
             self.commands
                 .add(origin, now, commands.wrapping_sub(self.at_turn));
         }
         self.at_turn = commands;
-        if ran_commands && recent {
-            // The iteration's work outside the pacer: CPU time since the last turn ended.
-            let work = self
-                .last_end
-                .map_or(Duration::ZERO, |t| cpu.saturating_sub(t));
-            let us = u64::try_from(work.as_micros()).unwrap_or(u64::MAX);
-            self.clients.add(origin, now, us);
-        }
-        self.last_end = Some(cpu);
         let busy = self.clients_busy(now);
 
         let cap = percent_cus(slice, 100);
@@ -209,28 +204,47 @@ impl Pacer {
             .credit
             .saturating_add(percent_cus(elapsed, share))
             .min(cap);
-        if share == 100 || !busy {
+        let turn = if share == 100 || !busy {
             let give_way = ran_commands && !self.yielded;
             self.yielded = give_way;
             if give_way {
-                return Turn::Wait { nap: false };
+                Turn::Wait { nap: false }
+            } else {
+                Turn::Run {
+                    budget: slice,
+                    shared: busy,
+                }
             }
-            return Turn::Run {
-                budget: slice,
-                shared: busy,
-            };
+        } else {
+            self.yielded = false;
+            if self.credit < 0 {
+                Turn::Wait { nap: true }
+            } else {
+                // The credit may buy more than a short slice when client iterations are long
+                // (a saturated server): never more than a full slice, as always.
+                let credit = Duration::from_micros(u64::try_from(self.credit / 100).unwrap_or(0));
+                Turn::Run {
+                    budget: credit.max(busy_slice(slice, share)).min(slice),
+                    shared: true,
+                }
+            }
+        };
+        if matches!(turn, Turn::Run { .. }) {
+            // The clients' work since the last slice, if they ran commands meanwhile: the
+            // thread's CPU time from that slice's end to now. Read here only (and at the end of
+            // each slice), not at every turn: the clock costs a system call.
+            if commands != self.at_slice {
+                if let (Some(from), Some(at)) = (self.last_end, self.last_slice) {
+                    if now.saturating_duration_since(at) <= ACTIVITY_WINDOW {
+                        let work = cpu().saturating_sub(from);
+                        let us = u64::try_from(work.as_micros()).unwrap_or(u64::MAX);
+                        self.clients.add(origin, now, us);
+                    }
+                }
+            }
+            self.at_slice = commands;
         }
-        self.yielded = false;
-        if self.credit < 0 {
-            return Turn::Wait { nap: true };
-        }
-        // The credit may buy more than a short slice when client iterations are long (a
-        // saturated server): never more than a full slice, as always.
-        let credit = Duration::from_micros(u64::try_from(self.credit / 100).unwrap_or(0));
-        Turn::Run {
-            budget: credit.max(busy_slice(slice, share)).min(slice),
-            shared: true,
-        }
+        turn
     }
 
     /// A slice that [`Pacer::turn`] allowed ran for `spent`, ending at `end` (at `cpu_end` of the
@@ -247,6 +261,7 @@ impl Pacer {
             self.credit = self.credit.saturating_sub(percent_cus(spent, 100));
         }
         self.last_end = Some(cpu_end);
+        self.last_slice = Some(end);
         let origin = *self.origin.get_or_insert(end);
         let us = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
         self.busy.add(origin, end, us);
@@ -325,8 +340,9 @@ mod tests {
         }
 
         fn turn(&mut self) -> Turn {
+            let cpu = self.cpu;
             self.pacer
-                .turn(self.now, self.cpu, self.commands, self.share, SLICE)
+                .turn(self.now, move || cpu, self.commands, self.share, SLICE)
         }
 
         fn ran(&mut self, budget: Duration, shared: bool) {
@@ -585,8 +601,8 @@ mod tests {
         let mut p = Pacer::new();
         let now = Instant::now();
         let later = now + Duration::from_secs(5);
-        let _ = p.turn(later, Duration::from_secs(9), 1, 20, SLICE);
-        let _ = p.turn(now, Duration::ZERO, 2, 20, SLICE);
+        let _ = p.turn(later, || Duration::from_secs(9), 1, 20, SLICE);
+        let _ = p.turn(now, || Duration::ZERO, 2, 20, SLICE);
         p.ran(
             now,
             Duration::MAX,
@@ -594,8 +610,8 @@ mod tests {
             true,
             20,
         );
-        let _ = p.turn(now, Duration::ZERO, 3, 0, Duration::MAX);
-        let _ = p.turn(now, Duration::MAX, 0, 1000, Duration::ZERO);
+        let _ = p.turn(now, || Duration::ZERO, 3, 0, Duration::MAX);
+        let _ = p.turn(now, || Duration::MAX, 0, 1000, Duration::ZERO);
         let _ = p.share_last_second(now);
         let _ = p.share_last_second(now + Duration::from_secs(100));
         let _ = p.clients_busy(now);
