@@ -316,6 +316,9 @@ pub fn start(ctx: Ctx, args: ClearArgs) -> Result<Started, SweepError> {
         };
         let id = r.next_id;
         r.next_id += 1;
+        if r.jobs.is_empty() {
+            r.pacer.restart();
+        }
         r.jobs.push(Job {
             id,
             db: api.selected_db(ctx),

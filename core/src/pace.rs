@@ -159,6 +159,15 @@ impl Pacer {
         }
     }
 
+    /// The first sweep after none ran: what the clients did since the last slice (of an
+    /// earlier sweep) is not known to be recent, so it does not count. What the windows hold
+    /// stays valid.
+    pub fn restart(&mut self) {
+        self.last = None;
+        self.last_slice = None;
+        self.last_end = None;
+    }
+
     /// Whether clients keep the server busy (see the module doc), as of `now`.
     pub fn clients_busy(&self, now: Instant) -> bool {
         let Some(origin) = self.origin else {
@@ -413,6 +422,21 @@ mod tests {
         );
         assert!(!sim.pacer.clients_busy(sim.now));
         assert_eq!(sim.iteration(), Some(SLICE));
+    }
+
+    #[test]
+    fn a_long_command_before_a_sweep_does_not_slow_it() {
+        let mut sim = Sim::new(20, 0.0);
+        sim.iteration();
+        // 60 ms of one client's command between two sweeps, right before the second.
+        sim.commands += 1;
+        sim.advance(60_000);
+        sim.pacer.restart();
+        for _ in 0..100 {
+            sim.iteration();
+        }
+        assert!(!sim.pacer.clients_busy(sim.now));
+        assert_eq!(sim.naps, 0);
     }
 
     #[test]
