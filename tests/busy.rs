@@ -203,8 +203,10 @@ fn a_sweep_alone_takes_the_whole_thread() {
     // Generous margins: the goal (1.05x) is the bench's; this catches a sweep held back.
     assert!(e20 <= e100 * 1.5 + 20.0, "{e20} ms at 20, {e100} ms at 100");
     assert!(s20 <= s100 * 1.3 + 5.0, "{s20} slices at 20, {s100} at 100");
+    // Paced, slices would fill about a fifth of it (a fast sweep also spends a part of its
+    // elapsed time starting and ending, hence the loose bound).
     assert!(
-        busy(&default) >= 0.6,
+        busy(&default) >= 0.4,
         "slices took {:.2} of the sweep's time",
         busy(&default)
     );
