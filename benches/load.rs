@@ -8,7 +8,8 @@
 //! of its own (with `-t set,get` in one run a sweep would overlap only SET). The sweeps start as
 //! soon as every benchmark client has sent a request, so they run under the full load from their
 //! first slice, and the benchmark is sized to outlast them: `-n` is REQUESTS, or what lasts the
-//! longer of BENCH_SECONDS (4) and OUTLAST (2) times the longest sweep alone. The table says which
+//! longer of BENCH_SECONDS (4) and OUTLAST (1.3) times the same sweeps alone times 80/share (at
+//! least 1.5), as the sweeps get about that share of the thread under load. The table says which
 //! share of the benchmark's time the sweeps ran, and the benchmark's throughput while they ran
 //! (the server's count of SET or GET calls between the sweeps' start and end).
 //!
@@ -18,9 +19,20 @@
 //! exactly what it should, and every other key is still there. Figures are medians of RUNS runs;
 //! they are reported, never asserted.
 //!
+//! The benchmark outlasts the sweeps, so each run also measures the throughput after the sweeps
+//! ended, in the same `redis-benchmark` run ("rps after"): a baseline taken under the same
+//! conditions, which on a shared machine whose load drifts over minutes is a fairer reference
+//! than the no-sweep scenario run earlier; the ratios report both.
+//!
+//! Each sweep scenario runs at every `sweep.busy-share` in BUSY_SHARES (20,50,100), set by
+//! `CONFIG SET` before it; the sweeps alone run at the default share and at 100 (the idle-speed
+//! ratio of SPEC §10). Under load a sweep takes longer at a smaller share, so `-n` is sized per
+//! scenario: what lasts OUTLAST times the sweep alone, times 80/share (at least 1.5).
+//!
 //! Environment: RUNS (3), N_MATCH (1000000), N_OTHER (1000000), VALUE_SIZE (100), CLIENTS (50),
-//! KEYSPACE (100000, redis-benchmark's -r), REQUESTS, BENCH_SECONDS, OUTLAST, ASYNC_JOBS (4),
-//! REDIS_BENCHMARK (redis-benchmark), REDIS_SERVER, REDIS_SWEEP_MODULE.
+//! KEYSPACE (100000, redis-benchmark's -r), REQUESTS, BENCH_SECONDS, OUTLAST (1.3), ASYNC_JOBS
+//! (4), BUSY_SHARES (20,50,100), REDIS_BENCHMARK (redis-benchmark), REDIS_SERVER,
+//! REDIS_SWEEP_MODULE.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -62,7 +74,29 @@ struct Config {
     jobs: usize,
     bench_seconds: f64,
     outlast: f64,
+    shares: Vec<u64>,
     benchmark: String,
+}
+
+/// The default `sweep.busy-share`.
+const DEFAULT_SHARE: u64 = 20;
+
+fn set_share(con: &mut redis::Connection, share: u64) {
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("sweep.busy-share")
+        .arg(share)
+        .query::<()>(con)
+        .unwrap();
+}
+
+/// `sweep_busy_us` from INFO sweep: main-thread time spent in slices so far.
+fn busy_us(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("sweep").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("sweep_busy_us:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sweep_busy_us in INFO sweep:\n{info}"))
 }
 
 /// What runs in the server while (or instead of) the benchmark.
@@ -111,6 +145,13 @@ struct SweepRun {
     scanned: u64,
     /// The benchmark's calls per second while the sweeps ran (server-side count).
     during_rps: Option<f64>,
+    /// The share of the main thread the sweeps took (`sweep_busy_us` over their wall time).
+    thread_share: f64,
+    /// The benchmark's call count and the time when the sweeps ended.
+    ended: Option<(u64, Instant)>,
+    /// The benchmark's calls per second after the sweeps ended, in the same run: a baseline
+    /// measured under the same conditions as `during_rps`.
+    after_rps: Option<f64>,
 }
 
 // --- the dataset ---
@@ -256,6 +297,9 @@ fn start_sweeps(server: &Server, sweeps: Sweeps, cfg: &Config, test: Option<&str
                     deleted,
                     scanned: field_u64(&f, "scanned"),
                     during_rps: rate(from, to),
+                    thread_share: 0.0,
+                    ended: to,
+                    after_rps: None,
                 }
             });
             // The thread is about to send its command: the benchmark starts now.
@@ -313,6 +357,9 @@ fn start_sweeps(server: &Server, sweeps: Sweeps, cfg: &Config, test: Option<&str
                     deleted,
                     scanned,
                     during_rps: rate(from, to),
+                    thread_share: 0.0,
+                    ended: to,
+                    after_rps: None,
                 }
             }))
         }
@@ -410,10 +457,12 @@ fn measure(
     sweeps: Sweeps,
     test: Option<&str>,
     requests: usize,
+    share: u64,
 ) -> (Option<Bench>, Option<SweepRun>) {
     let mut con = server.conn();
     con.set_read_timeout(Some(Duration::from_secs(600)))
         .unwrap();
+    set_share(&mut con, share);
     load(&mut con, cfg, &sweeps.prefixes(cfg.n_match));
     let before = test.map(|t| command_stats(&mut con, t));
     let child = test.map(|t| spawn_benchmark(server, cfg, t, requests));
@@ -429,9 +478,25 @@ fn measure(
             thread::sleep(Duration::from_millis(1));
         }
     }
+    let busy0 = busy_us(&mut con);
     let running = start_sweeps(server, sweeps, cfg, test);
-    let bench = child.map(|(c, started)| finish_benchmark(c, started, test.unwrap()));
-    let sweep = finish_sweeps(running);
+    let bench = child.map(|(c, started)| (finish_benchmark(c, started, test.unwrap()), started));
+    let mut sweep = finish_sweeps(running);
+    let busy = busy_us(&mut con) - busy0;
+    if let Some(s) = &mut sweep {
+        s.thread_share = busy as f64 / 1e6 / s.wall.as_secs_f64().max(1e-9);
+        // The benchmark's tail after the sweeps, if it lasted at least a second: it ran
+        // exactly `requests` calls, the last at its end.
+        if let (Some((b, started)), Some((calls, at)), Some((calls0, _))) = (bench, s.ended, before)
+        {
+            let end = started + b.wall;
+            if end > at + Duration::from_secs(1) {
+                let tail = (calls0 + requests as u64).saturating_sub(calls);
+                s.after_rps = Some(tail as f64 / (end - at).as_secs_f64());
+            }
+        }
+    }
+    let bench = bench.map(|(b, _)| b);
     if let (Some(t), Some((calls0, errors0))) = (test, before) {
         let (calls, errors) = command_stats(&mut con, t);
         assert_eq!(
@@ -492,6 +557,9 @@ struct SweepFig {
     deleted: u64,
     scanned: u64,
     during_rps: Option<f64>,
+    thread_share: f64,
+    /// The median over runs of each run's rps while sweeping over its rps after.
+    during_over_after: Option<f64>,
 }
 
 fn median_sweep(runs: &[SweepRun]) -> Option<SweepFig> {
@@ -504,6 +572,14 @@ fn median_sweep(runs: &[SweepRun]) -> Option<SweepFig> {
         deleted: median_f(runs.iter().map(|s| s.deleted as f64)) as u64,
         scanned: median_f(runs.iter().map(|s| s.scanned as f64)) as u64,
         during_rps: (!rps.is_empty()).then(|| median_f(rps.into_iter())),
+        thread_share: median_f(runs.iter().map(|s| s.thread_share)),
+        during_over_after: {
+            let r: Vec<f64> = runs
+                .iter()
+                .filter_map(|s| Some(s.during_rps? / s.after_rps?))
+                .collect();
+            (!r.is_empty()).then(|| median_f(r.into_iter()))
+        },
     })
 }
 
@@ -516,6 +592,7 @@ struct Row {
     sweeps: Vec<SweepFig>,
     kind: Sweeps,
     load: bool,
+    share: u64,
 }
 
 fn bench_cells(b: Option<Bench>) -> (String, String) {
@@ -547,9 +624,9 @@ fn print_table(rows: &[Row]) {
     println!(
         "\n| scenario | SET rps | SET p50 / p99 / max ms | GET rps | GET p50 / p99 / max ms \
          | sweep wall s | sweep deleted | sweep scanned | benchmark time the sweep ran \
-         | rps while sweeping |"
+         | rps while sweeping | sweeps' share of the thread |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let (set_rps, set_lat) = bench_cells(r.set);
         let (get_rps, get_lat) = bench_cells(r.get);
@@ -562,13 +639,14 @@ fn print_table(rows: &[Row]) {
             Some(format!("{:.0}%", s.wall / b.wall.as_secs_f64() * 100.0))
         });
         let during = per_sweep(r, |_, s| s.during_rps.map(|x| format!("{x:.0}")));
+        let thread = per_sweep(r, |_, s| Some(format!("{:.0}%", s.thread_share * 100.0)));
         let (share, during) = if r.load {
             (share, during)
         } else {
             ("-".into(), "-".into())
         };
         println!(
-            "| {} | {set_rps} | {set_lat} | {get_rps} | {get_lat} | {walls} | {deleted} | {scanned} | {share} | {during} |",
+            "| {} | {set_rps} | {set_lat} | {get_rps} | {get_lat} | {walls} | {deleted} | {scanned} | {share} | {during} | {thread} |",
             r.name
         );
     }
@@ -580,7 +658,8 @@ fn print_table(rows: &[Row]) {
          rps column averages the whole benchmark. \"sweep scanned\": keys the sweeps visited, \
          together: every sweep scans the whole keyspace, so sweeps over disjoint prefixes each visit \
          all the keys. Latencies are redis-benchmark's, over the whole \
-         run (the sweep's share of it is the column above)."
+         run (the sweep's share of it is the column above). \"sweeps' share of the thread\": \
+         the growth of INFO's sweep_busy_us over the sweeps' wall time."
     );
 }
 
@@ -640,13 +719,9 @@ fn print_comparison(rows: &[Row]) {
             );
         }
     }
-    println!("\nSweep wall time under load against alone (medians):");
+    println!("\nSweep wall time under load against alone at the default share (medians):");
     for r in rows.iter().filter(|r| r.load && r.kind != Sweeps::None) {
-        let Some(alone) = rows
-            .iter()
-            .find(|a| !a.load && a.kind == r.kind)
-            .and_then(|a| a.sweeps.first().copied())
-        else {
+        let Some(alone) = alone(rows, r.kind, DEFAULT_SHARE) else {
             continue;
         };
         let under: Vec<String> = ["SET", "GET"]
@@ -660,6 +735,85 @@ fn print_comparison(rows: &[Row]) {
             alone.wall,
             under.join(", ")
         );
+    }
+}
+
+/// The median wall time of `kind` alone at `share`.
+fn alone(rows: &[Row], kind: Sweeps, share: u64) -> Option<SweepFig> {
+    rows.iter()
+        .find(|a| !a.load && a.kind == kind && a.share == share)
+        .and_then(|a| a.sweeps.first().copied())
+}
+
+/// The goals of SPEC §10 as ratios: throughput while sweeping and p99 against the baseline,
+/// per share; the idle speed at the default share against 100.
+fn print_ratios(rows: &[Row]) {
+    let Some(base) = rows.first() else { return };
+    println!("\nRatios (medians; goals at the default share: throughput while sweeping >= 0.80, p99 <= 1.5, idle <= 1.05):");
+    println!("| busy-share | sweeps | SET rps while sweeping / baseline | GET rps while sweeping / baseline | SET, GET rps while sweeping / after it (same run) | SET p99 / baseline | GET p99 / baseline | sweep wall under load / alone (SET, GET) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows.iter().filter(|r| r.load && r.kind != Sweeps::None) {
+        let during = |i: usize, b: Option<Bench>| -> String {
+            match (r.sweeps.get(i).and_then(|s| s.during_rps), b) {
+                (Some(x), Some(b)) => format!("{:.2}", x / b.rps),
+                _ => "-".into(),
+            }
+        };
+        let p99 = |now: Option<Bench>, b: Option<Bench>| -> String {
+            match (now, b) {
+                (Some(n), Some(b)) => format!("{:.2}", n.p99 / b.p99),
+                _ => "-".into(),
+            }
+        };
+        let slow = match alone(rows, r.kind, DEFAULT_SHARE) {
+            Some(a) => r
+                .sweeps
+                .iter()
+                .map(|s| format!("{:.1}", s.wall / a.wall))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "-".into(),
+        };
+        let same_run = r
+            .sweeps
+            .iter()
+            .map(|s| {
+                s.during_over_after
+                    .map_or("-".into(), |x| format!("{x:.2}"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "| {} | {} | {} | {} | {same_run} | {} | {} | {slow} |",
+            r.share,
+            match r.kind {
+                Sweeps::One => "one SWEEP.CLEAR".to_string(),
+                Sweeps::Async(n) => format!("{n} ASYNC"),
+                Sweeps::None => "-".to_string(),
+            },
+            during(0, base.set),
+            during(1, base.get),
+            p99(r.set, base.set),
+            p99(r.get, base.get),
+        );
+    }
+    for kind in rows
+        .iter()
+        .filter(|r| !r.load && r.share == DEFAULT_SHARE)
+        .map(|r| r.kind)
+    {
+        if let (Some(d), Some(full)) = (alone(rows, kind, DEFAULT_SHARE), alone(rows, kind, 100)) {
+            println!(
+                "idle speed, {}: {:.2} s at busy-share {DEFAULT_SHARE}, {:.2} s at 100: ratio {:.3}",
+                match kind {
+                    Sweeps::Async(n) => format!("{n} ASYNC sweeps alone"),
+                    _ => "one SWEEP.CLEAR alone".into(),
+                },
+                d.wall,
+                full.wall,
+                d.wall / full.wall
+            );
+        }
     }
 }
 
@@ -698,30 +852,36 @@ struct Scenario {
     name: String,
     kind: Sweeps,
     load: bool,
+    share: u64,
+    /// redis-benchmark's -n.
+    requests: usize,
     benches: [Vec<Bench>; 2],
     sweeps: [Vec<SweepRun>; 2],
 }
 
 impl Scenario {
-    fn new(name: String, kind: Sweeps, load: bool) -> Scenario {
+    fn new(name: String, kind: Sweeps, load: bool, share: u64) -> Scenario {
         Scenario {
             name,
             kind,
             load,
+            share,
+            requests: 0,
             benches: [Vec::new(), Vec::new()],
             sweeps: [Vec::new(), Vec::new()],
         }
     }
 
     /// One run: SET then GET with load, the sweeps once without.
-    fn run(&mut self, server: &Server, cfg: &Config, requests: usize, r: usize) {
+    fn run(&mut self, server: &Server, cfg: &Config, r: usize) {
+        let requests = self.requests;
         let tests: &[Option<&str>] = if self.load {
             &[Some("set"), Some("get")]
         } else {
             &[None]
         };
         for (i, &test) in tests.iter().enumerate() {
-            let (bench, sweep) = measure(server, cfg, self.kind, test, requests);
+            let (bench, sweep) = measure(server, cfg, self.kind, test, requests, self.share);
             let mut line = format!(
                 "[load] run {r}/{}: {}, {}:",
                 cfg.runs,
@@ -740,13 +900,17 @@ impl Scenario {
             }
             if let Some(s) = sweep {
                 line += &format!(
-                    " sweep {:.2} s, deleted {}, scanned {}",
+                    " sweep {:.2} s, deleted {}, scanned {}, {:.0}% of the thread",
                     s.wall.as_secs_f64(),
                     s.deleted,
-                    s.scanned
+                    s.scanned,
+                    s.thread_share * 100.0
                 );
                 if let Some(x) = s.during_rps {
                     line += &format!(", {x:.0} rps while sweeping");
+                }
+                if let Some(x) = s.after_rps {
+                    line += &format!(", {x:.0} rps after");
                 }
             }
             eprintln!("{line}");
@@ -763,6 +927,7 @@ impl Scenario {
             sweeps: self.sweeps.iter().filter_map(|s| median_sweep(s)).collect(),
             kind: self.kind,
             load: self.load,
+            share: self.share,
         }
     }
 }
@@ -778,7 +943,13 @@ fn main() {
         keyspace: env_usize("KEYSPACE", 100_000).max(1),
         jobs: env_usize("ASYNC_JOBS", 4).max(1),
         bench_seconds: env_f64("BENCH_SECONDS", 4.0),
-        outlast: env_f64("OUTLAST", 2.0),
+        outlast: env_f64("OUTLAST", 1.3),
+        shares: std::env::var("BUSY_SHARES")
+            .unwrap_or_else(|_| "20,50,100".into())
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .filter(|v| (1..=100).contains(v))
+            .collect(),
         benchmark: std::env::var("REDIS_BENCHMARK").unwrap_or_else(|_| "redis-benchmark".into()),
     };
     let bench_version = benchmark_version(&cfg.benchmark);
@@ -807,56 +978,109 @@ fn main() {
         cfg.jobs,
         cfg.n_match / cfg.jobs
     );
-    let mut scenarios = [
-        Scenario::new("baseline: no sweep".into(), Sweeps::None, true),
-        Scenario::new(format!("during {one}"), Sweeps::One, true),
-        Scenario::new(format!("during {many}"), Sweeps::Async(cfg.jobs), true),
-        Scenario::new(format!("no load: {one}"), Sweeps::One, false),
-        Scenario::new(format!("no load: {many}"), Sweeps::Async(cfg.jobs), false),
-    ];
+    let mut scenarios = vec![Scenario::new(
+        "baseline: no sweep".into(),
+        Sweeps::None,
+        true,
+        DEFAULT_SHARE,
+    )];
+    for &share in &cfg.shares {
+        scenarios.push(Scenario::new(
+            format!("busy-share {share}: during {one}"),
+            Sweeps::One,
+            true,
+            share,
+        ));
+        scenarios.push(Scenario::new(
+            format!("busy-share {share}: during {many}"),
+            Sweeps::Async(cfg.jobs),
+            true,
+            share,
+        ));
+    }
+    for share in [DEFAULT_SHARE, 100] {
+        scenarios.push(Scenario::new(
+            format!("busy-share {share}: no load: {one}"),
+            Sweeps::One,
+            false,
+            share,
+        ));
+        scenarios.push(Scenario::new(
+            format!("busy-share {share}: no load: {many}"),
+            Sweeps::Async(cfg.jobs),
+            false,
+            share,
+        ));
+    }
 
     // -n: REQUESTS, or enough for the faster of SET and GET to last BENCH_SECONDS, and OUTLAST
-    // times the longest sweep alone (a sweep under load takes longer than alone).
-    let requests = match std::env::var("REQUESTS")
+    // times what the sweeps are expected to take under load: alone, times 80/share (they get
+    // that share of the thread while clients are busy), at least 1.5 (at share 100).
+    let fixed = std::env::var("REQUESTS")
         .ok()
-        .and_then(|v| v.replace('_', "").parse::<usize>().ok())
-    {
-        Some(n) => n.max(1),
-        None => {
-            eprintln!("[load] calibrating -n (not counted)");
-            let probe = 100_000;
-            let rps = ["set", "get"]
-                .iter()
-                .map(|t| {
-                    measure(&server, &cfg, Sweeps::None, Some(t), probe)
-                        .0
-                        .unwrap()
-                        .rps
-                })
-                .fold(0.0, f64::max);
-            let longest = [Sweeps::One, Sweeps::Async(cfg.jobs)]
-                .iter()
-                .filter_map(|&k| measure(&server, &cfg, k, None, 0).1)
-                .map(|s| s.wall.as_secs_f64())
-                .fold(0.0, f64::max);
-            let secs = cfg.bench_seconds.max(cfg.outlast * longest);
-            eprintln!(
-                "[load] {rps:.0} rps, longest sweep alone {longest:.2} s: -n for {secs:.1} s"
-            );
-            (((rps * secs) / 10_000.0).ceil() as usize * 10_000).max(probe)
-        }
+        .and_then(|v| v.replace('_', "").parse::<usize>().ok());
+    let (rps, alone_secs) = if fixed.is_some() {
+        (0.0, [0.0, 0.0])
+    } else {
+        eprintln!("[load] calibrating -n (not counted)");
+        let probe = 100_000;
+        let rps = ["set", "get"]
+            .iter()
+            .map(|t| {
+                measure(&server, &cfg, Sweeps::None, Some(t), probe, DEFAULT_SHARE)
+                    .0
+                    .unwrap()
+                    .rps
+            })
+            .fold(0.0, f64::max);
+        let alone = [Sweeps::One, Sweeps::Async(cfg.jobs)].map(|k| {
+            measure(&server, &cfg, k, None, 0, DEFAULT_SHARE)
+                .1
+                .map_or(0.0, |s| s.wall.as_secs_f64())
+        });
+        eprintln!(
+            "[load] {rps:.0} rps; alone: one sweep {:.2} s, {} ASYNC {:.2} s",
+            alone[0], cfg.jobs, alone[1]
+        );
+        (rps, alone)
     };
+    for s in scenarios.iter_mut() {
+        s.requests = fixed.unwrap_or_else(|| {
+            let alone = match s.kind {
+                Sweeps::None => 0.0,
+                Sweeps::One => alone_secs[0],
+                Sweeps::Async(_) => alone_secs[1],
+            };
+            // Under load a sweep took about 4x its time alone at share 20 (it gets 20 % of
+            // the thread, and its short slices waste less than full ones on a busy machine).
+            let slower = (80.0 / s.share as f64).max(1.5);
+            let secs = cfg.bench_seconds.max(cfg.outlast * alone * slower);
+            (((rps * secs) / 10_000.0).ceil() as usize * 10_000).max(100_000)
+        });
+    }
     println!(
         "dataset, reloaded before every run: {} `{MATCH_PREFIX}:*` (under {} prefixes for the ASYNC \
          sweeps) + {} `{OTHER_PREFIX}:*` strings of {} bytes + the {} `key:*` the benchmark uses. \
-         Load: redis-benchmark -c {} -n {requests} -r {} -t set, then -t get, each a run of its own \
-         with its own sweeps, started once all its clients are sending.",
-        cfg.n_match, cfg.jobs, cfg.n_other, cfg.size, cfg.keyspace, cfg.clients, cfg.keyspace
+         Load: redis-benchmark -c {} -n N -r {} -t set, then -t get, each a run of its own \
+         with its own sweeps, started once all its clients are sending; N per scenario: {}.",
+        cfg.n_match,
+        cfg.jobs,
+        cfg.n_other,
+        cfg.size,
+        cfg.keyspace,
+        cfg.clients,
+        cfg.keyspace,
+        scenarios
+            .iter()
+            .filter(|s| s.load)
+            .map(|s| format!("{} {}", s.name, s.requests))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
 
     for r in 1..=cfg.runs {
         for s in scenarios.iter_mut() {
-            s.run(&server, &cfg, requests, r);
+            s.run(&server, &cfg, r);
         }
     }
     let rows: Vec<Row> = scenarios.iter().map(Scenario::row).collect();
@@ -864,6 +1088,7 @@ fn main() {
     print_table(&rows);
     print_overruns(&rows);
     print_comparison(&rows);
+    print_ratios(&rows);
     println!(
         "\nChecks passed in every run: redis-benchmark exited 0 with nothing but its CSV and \
          nothing on stderr; the server ran exactly -n SET (GET) calls, none rejected or failed; \

@@ -1,5 +1,5 @@
 //! Module configs (SPEC §4): `sweep.count`, `sweep.batch`, `sweep.slice-us`, `sweep.max-jobs`,
-//! `sweep.history`, `sweep.cluster-timeout`.
+//! `sweep.history`, `sweep.busy-share`, `sweep.cluster-timeout`.
 //!
 //! | config           | default | range              |
 //! |------------------|---------|--------------------|
@@ -8,6 +8,7 @@
 //! | `sweep.slice-us` | 1000    | 50 ..= 1 000 000   |
 //! | `sweep.max-jobs` | 16      | 1 ..= 1024         |
 //! | `sweep.history`  | 64      | 0 ..= 10 000       |
+//! | `sweep.busy-share` | 20    | 1 ..= 100          |
 //! | `sweep.cluster-timeout` | 10000 | 100 ..= 3 600 000 (ms) |
 //!
 //! `sweep.slice-us` is bounded below by 50 µs, under which a slice is mostly its own overhead
@@ -39,6 +40,7 @@ pub struct Settings {
     pub slice_us: u64,
     pub max_jobs: u64,
     pub history: u64,
+    pub busy_share: u64,
     pub cluster_timeout_ms: u64,
 }
 
@@ -48,6 +50,7 @@ pub const DEFAULTS: Settings = Settings {
     slice_us: 1000,
     max_jobs: 16,
     history: 64,
+    busy_share: 20,
     cluster_timeout_ms: 10_000,
 };
 
@@ -59,6 +62,7 @@ static BATCH: AtomicU64 = AtomicU64::new(DEFAULTS.batch);
 static SLICE_US: AtomicU64 = AtomicU64::new(DEFAULTS.slice_us);
 static MAX_JOBS: AtomicU64 = AtomicU64::new(DEFAULTS.max_jobs);
 static HISTORY: AtomicU64 = AtomicU64::new(DEFAULTS.history);
+static BUSY_SHARE: AtomicU64 = AtomicU64::new(DEFAULTS.busy_share);
 static CLUSTER_TIMEOUT: AtomicU64 = AtomicU64::new(DEFAULTS.cluster_timeout_ms);
 
 /// One config: its name without the `sweep.` prefix, its bounds and where its value lives.
@@ -93,7 +97,7 @@ impl Spec {
 
 /// Every config, in the order `CONFIG GET sweep.*` lists them on the servers that keep the order.
 /// The index in this array is the `privdata` the server hands back to the callbacks.
-static SPECS: [Spec; 6] = [
+static SPECS: [Spec; 7] = [
     Spec {
         name: c"count",
         default: DEFAULTS.count,
@@ -129,6 +133,13 @@ static SPECS: [Spec; 6] = [
         max: 10_000,
         value: &HISTORY,
     },
+    Spec {
+        name: c"busy-share",
+        default: DEFAULTS.busy_share,
+        min: 1,
+        max: 100,
+        value: &BUSY_SHARE,
+    },
     // SPEC §6: how long a cluster sweep waits for news from a primary before giving up on it.
     Spec {
         name: c"cluster-timeout",
@@ -147,6 +158,7 @@ pub fn current() -> Settings {
         slice_us: SLICE_US.load(Ordering::Relaxed),
         max_jobs: MAX_JOBS.load(Ordering::Relaxed),
         history: HISTORY.load(Ordering::Relaxed),
+        busy_share: BUSY_SHARE.load(Ordering::Relaxed),
         cluster_timeout_ms: CLUSTER_TIMEOUT.load(Ordering::Relaxed),
     }
 }
@@ -221,7 +233,7 @@ pub fn register(ctx: *mut raw::RedisModuleCtx, args: &[&[u8]]) -> Result<(), Str
 /// The value of every config after the module arguments: pairs of a name (`sweep.count` or
 /// `count`, any case) and a strict integer. A name given twice takes its last value, as a
 /// directive repeated in `redis.conf` does.
-fn parse_module_args(args: &[&[u8]]) -> Result<[u64; 6], String> {
+fn parse_module_args(args: &[&[u8]]) -> Result<[u64; SPECS.len()], String> {
     let mut values = SPECS.each_ref().map(|spec| spec.default);
     let mut words = args.iter();
     while let Some(&name) = words.next() {

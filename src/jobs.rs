@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use redis_module::raw;
 use sweep_core::args::{printable, ClearArgs};
 use sweep_core::error::SweepError;
+use sweep_core::pace::{Pacer, Turn};
 use sweep_core::patterns::PatternSet;
 use sweep_core::sweep::{Counts, Limits, SliceEnd, Sweep};
 
@@ -167,16 +168,20 @@ struct Totals {
     deleted: u64,
     slices: u64,
     slice_max_us: u64,
+    /// Main-thread time spent in slices, and the part of it shared with active clients.
+    busy_us: u64,
+    busy_shared_us: u64,
+    /// Loop iterations with sweeps pending that were left to the clients.
+    turns_waited: u64,
 }
 
 enum Driver {
     /// Redis 7.0+: slices run in the before-sleep hook; the eventfd keeps the loop awake.
     EventLoop {
         wakeup: Wakeup,
-        /// `server::commands_seen()` when the last slice ran.
-        commands: u64,
-        /// Whether the last tick gave its turn to clients.
-        yielded: bool,
+        /// While the pacer makes the sweeps wait, the loop may sleep: this timer (the id of the
+        /// pending one) wakes it in case no client does.
+        nap: Option<u64>,
     },
     /// Older servers: a 0 ms timer re-armed after each slice; the id of the pending one.
     Timer { armed: Option<u64> },
@@ -189,6 +194,8 @@ struct Registry {
     next_id: u64,
     turn: usize,
     driver: Option<Driver>,
+    /// When the next slice may run (`sweep.busy-share`): all sweeps share it.
+    pacer: Pacer,
     totals: Totals,
 }
 
@@ -200,6 +207,7 @@ impl Registry {
             next_id: 1,
             turn: 0,
             driver: None,
+            pacer: Pacer::new(),
             totals: Totals::default(),
         }
     }
@@ -222,8 +230,7 @@ pub fn init(api: &Api) -> Result<(), String> {
     let driver = if api.has_event_loop() {
         Driver::EventLoop {
             wakeup: Wakeup::new(api)?,
-            commands: 0,
-            yielded: false,
+            nap: None,
         }
     } else {
         Driver::Timer { armed: None }
@@ -243,7 +250,12 @@ pub fn deinit(api: &Api, ctx: Ctx) -> Result<(), String> {
             ));
         }
         match r.driver.take() {
-            Some(Driver::EventLoop { wakeup, .. }) => wakeup.close(api),
+            Some(Driver::EventLoop { wakeup, nap, .. }) => {
+                if let Some(id) = nap {
+                    api.stop_timer(ctx, id);
+                }
+                wakeup.close(api);
+            }
             Some(Driver::Timer { armed: Some(id) }) => api.stop_timer(ctx, id),
             _ => {}
         }
@@ -402,6 +414,9 @@ fn launch(
         // carries the first pattern only, so not with `OR` patterns.
         let pinned = args.or.is_empty() && crate::cluster::pinned(ctx, &args.pattern);
         let cursor = Cursor::for_sweep(api, &args.pattern, &args.or, limits.count, pinned);
+        if r.jobs.is_empty() {
+            r.pacer.restart();
+        }
         r.jobs.push(Job {
             id,
             db,
@@ -480,6 +495,7 @@ pub fn info_fields() -> Vec<(&'static std::ffi::CStr, i64)> {
             return Vec::new();
         };
         let t = &r.totals;
+        let share = r.pacer.share_last_second(Instant::now());
         vec![
             (c"jobs_running", int(r.jobs.len() as u64)),
             (c"jobs_finished", int(t.finished)),
@@ -487,6 +503,10 @@ pub fn info_fields() -> Vec<(&'static std::ffi::CStr, i64)> {
             (c"keys_deleted", int(t.deleted)),
             (c"slices", int(t.slices)),
             (c"slice_max_us", int(t.slice_max_us)),
+            (c"busy_us", int(t.busy_us)),
+            (c"busy_shared_us", int(t.busy_shared_us)),
+            (c"turns_waited", int(t.turns_waited)),
+            (c"share_last_second", int(share)),
         ]
     })
 }
@@ -597,15 +617,27 @@ fn tick(ctx: Ctx) {
             }
             return;
         }
-        wake(api, ctx, &mut r);
-        if clients_first(&mut r) {
+        let Some((budget, shared)) = pace(api, ctx, &mut r) else {
             return;
-        }
+        };
         let turn = r.turn % r.jobs.len();
         r.turn = r.turn.wrapping_add(1);
-        let Registry { jobs, totals, .. } = &mut *r;
+        let Registry {
+            jobs,
+            totals,
+            pacer,
+            ..
+        } = &mut *r;
         if let Some(job) = jobs.get_mut(turn) {
-            run_slice(api, ctx, job, totals);
+            let spent = run_slice(api, ctx, job, totals, budget);
+            let us = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
+            totals.busy_us = totals.busy_us.saturating_add(us);
+            if shared {
+                totals.busy_shared_us = totals.busy_shared_us.saturating_add(us);
+            }
+            let share = config::current().busy_share;
+            let cpu = crate::server::thread_cpu_time();
+            pacer.ran(Instant::now(), cpu, spent, shared, share);
         }
         finish_ended(api, ctx, &mut r);
         if r.jobs.is_empty() {
@@ -614,21 +646,62 @@ fn tick(ctx: Ctx) {
     });
 }
 
-/// The before-sleep hook runs before the replies of this iteration's commands are written. If
-/// commands ran since the last slice, give this one tick to them, so their replies go out now
-/// rather than after another slice; never two ticks in a row, so a busy server still sweeps.
-fn clients_first(r: &mut Registry) -> bool {
-    let Some(Driver::EventLoop {
-        commands, yielded, ..
-    }) = &mut r.driver
-    else {
-        return false;
+/// Whether a slice runs at this turn, and its budget and whether it shares the thread with
+/// active clients (SPEC §10: `sweep.busy-share`; the decision is `sweep_core::pace`'s). The
+/// before-sleep hook runs before the replies of this iteration's commands are written, so a
+/// turn left to the clients sends their replies now rather than after a slice.
+///
+/// While the pacer makes the sweeps wait for their share (clients keep the server busy), the
+/// loop may sleep until a client or a 1 ms timer wakes it, rather than spin through empty
+/// iterations. A single turn left to clients otherwise keeps the loop spinning, as before.
+fn pace(api: &Api, ctx: Ctx, r: &mut Registry) -> Option<(Duration, bool)> {
+    let settings = config::current();
+    let slice = Duration::from_micros(settings.slice_us);
+    if !matches!(r.driver, Some(Driver::EventLoop { .. })) {
+        // Older servers (0 ms timer): no command count to pace by; full slices.
+        wake(api, ctx, r);
+        return Some((slice, false));
+    }
+    let Registry {
+        driver,
+        pacer,
+        totals,
+        ..
+    } = r;
+    let Some(Driver::EventLoop { wakeup, nap }) = driver else {
+        return None;
     };
-    let seen = crate::server::commands_seen();
-    let give_way = seen != *commands && !*yielded;
-    *commands = seen;
-    *yielded = give_way;
-    give_way
+    let commands = crate::server::commands_seen();
+    let cpu = crate::server::thread_cpu_time;
+    match pacer.turn(Instant::now(), cpu, commands, settings.busy_share, slice) {
+        Turn::Run { budget, shared } => {
+            wakeup.set(true);
+            Some((budget, shared))
+        }
+        Turn::Wait { nap: sleep } => {
+            totals.turns_waited += 1;
+            if sleep {
+                wakeup.set(false);
+                if nap.is_none() {
+                    *nap = Some(api.arm_timer_in(ctx, 1, on_nap_end));
+                }
+            } else {
+                wakeup.set(true);
+            }
+            None
+        }
+    }
+}
+
+/// The nap timer fired: the before-sleep hook of this loop iteration decides again.
+extern "C" fn on_nap_end(_ctx: Ctx, _data: *mut c_void) {
+    REGISTRY.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            if let Some(Driver::EventLoop { nap, .. }) = &mut r.driver {
+                *nap = None;
+            }
+        }
+    });
 }
 
 fn idle(r: &mut Registry) {
@@ -657,13 +730,20 @@ fn apply(r: &mut Registry, signal: Signal) {
     }
 }
 
-fn run_slice(api: &Api, ctx: Ctx, job: &mut Job, totals: &mut Totals) {
+/// Runs one slice of `job` of at most `budget`; returns the time it took.
+fn run_slice(
+    api: &Api,
+    ctx: Ctx,
+    job: &mut Job,
+    totals: &mut Totals,
+    budget: Duration,
+) -> Duration {
     if !api.select_db(ctx, job.db) {
         job.ending = Some(Ending::Aborted(format!(
             "cannot select database {}",
             job.db
         )));
-        return;
+        return Duration::ZERO;
     }
     // The user as it is now: ACL SETUSER or DELUSER may have run since the last slice.
     let user = match &job.user {
@@ -674,13 +754,12 @@ fn run_slice(api: &Api, ctx: Ctx, job: &mut Job, totals: &mut Totals) {
                     "user '{}' no longer exists",
                     printable(name)
                 )));
-                return;
+                return Duration::ZERO;
             }
         },
         None => None,
     };
-    job.sweep
-        .set_slice_budget(Duration::from_micros(config::current().slice_us));
+    job.sweep.set_slice_budget(budget);
     let before = job.sweep.counts();
     if let Some(client) = &job.client {
         api.measure(client, true);
@@ -711,6 +790,7 @@ fn run_slice(api: &Api, ctx: Ctx, job: &mut Job, totals: &mut Totals) {
     if end == SliceEnd::Finished {
         job.ending = Some(Ending::Done);
     }
+    spent
 }
 
 /// A slice longer than `latency-monitor-threshold` becomes a latency event, as the server's own

@@ -654,6 +654,17 @@ impl Api {
         unsafe { (self.create_timer)(ctx, 0, Some(callback), ptr::null_mut()) }
     }
 
+    /// A timer that fires once, `ms` milliseconds from now (0: at the next loop iteration).
+    pub fn arm_timer_in(
+        &self,
+        ctx: Ctx,
+        ms: i64,
+        callback: unsafe extern "C" fn(Ctx, *mut c_void),
+    ) -> u64 {
+        // SAFETY: `ctx` is live; the callback never unwinds.
+        unsafe { (self.create_timer)(ctx, ms, Some(callback), ptr::null_mut()) }
+    }
+
     /// Stops a timer that has not fired. Needed before unloading: some servers (6.2) unload a
     /// module with a pending timer, whose callback then jumps into unmapped code.
     pub fn stop_timer(&self, ctx: Ctx, id: u64) {
@@ -1685,6 +1696,24 @@ extern "C" fn on_server_event(ctx: Ctx, eid: raw::RedisModuleEvent, sub: u64, da
         _ => return,
     };
     crate::jobs::server_event(ctx, event);
+}
+
+/// The CPU time the calling thread (the server's main thread) has used, for the pacer's
+/// measure of the clients' work: unlike the wall clock it does not count the event loop's sleep
+/// or the time the OS runs something else. Zero if the clock cannot be read.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain syscall (or vDSO call) writing into a live timespec.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    if !ok {
+        return std::time::Duration::ZERO;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0).min(999_999_999);
+    std::time::Duration::new(secs, nanos)
 }
 
 /// Commands the server has run since it loaded the module (a command filter sees each one).

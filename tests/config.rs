@@ -15,12 +15,13 @@ use common::{binary_version, module_path, server_binary, Server, ServerOptions};
 use redis::Value;
 
 /// Name, default, smallest and largest value of every config.
-const CONFIGS: [(&str, i64, i64, i64); 6] = [
+const CONFIGS: [(&str, i64, i64, i64); 7] = [
     ("sweep.count", 1000, 1, 1_000_000),
     ("sweep.batch", 500, 1, 1_000_000),
     ("sweep.slice-us", 1000, 50, 1_000_000),
     ("sweep.max-jobs", 16, 1, 1024),
     ("sweep.history", 64, 0, 10_000),
+    ("sweep.busy-share", 20, 1, 100),
     ("sweep.cluster-timeout", 10_000, 100, 3_600_000),
 ];
 
@@ -70,7 +71,7 @@ fn fill(con: &mut redis::Connection, prefix: &str, n: usize) {
 }
 
 #[test]
-fn config_get_lists_the_five_with_their_defaults() {
+fn config_get_lists_every_config_with_its_default() {
     let server = Server::start();
     let mut con = server.conn();
     let all = config_get(&mut con, "sweep.*");
@@ -309,6 +310,9 @@ fn module_loadex_config_sets_the_value_and_wins_over_args() {
         "CONFIG",
         "sweep.batch",
         "77",
+        "CONFIG",
+        "sweep.busy-share",
+        "35",
         "ARGS",
         "sweep.batch",
         "5",
@@ -317,6 +321,10 @@ fn module_loadex_config_sets_the_value_and_wins_over_args() {
     ];
     module_cmd(&mut con, &loadex).unwrap();
     assert_eq!(config_value(&mut con, "sweep.batch"), Some("77".into()));
+    assert_eq!(
+        config_value(&mut con, "sweep.busy-share"),
+        Some("35".into())
+    );
     assert_eq!(config_value(&mut con, "sweep.count"), Some("3".into()));
     assert_eq!(config_value(&mut con, "sweep.history"), Some("64".into()));
 }

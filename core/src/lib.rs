@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod error;
 pub mod glob;
 pub mod minsize;
+pub mod pace;
 pub mod patterns;
 pub mod sweep;
 pub mod version;
