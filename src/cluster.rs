@@ -595,6 +595,22 @@ pub fn deinit(ctx: Ctx) -> Result<(), String> {
             unsafe { register(ctx, MESSAGE_TYPE, None) };
         }
         *s = State::default();
+        // Replaced, not cleared: their buffers must go back before the library may unload.
+        INBOX.with(|q| {
+            if let Ok(mut q) = q.try_borrow_mut() {
+                *q = Vec::new();
+            }
+        });
+        ENDED.with(|q| {
+            if let Ok(mut q) = q.try_borrow_mut() {
+                *q = Vec::new();
+            }
+        });
+        GONE.with(|q| {
+            if let Ok(mut q) = q.try_borrow_mut() {
+                *q = Vec::new();
+            }
+        });
         Ok(())
     })
 }

@@ -261,7 +261,13 @@ pub fn deinit(api: &Api, ctx: Ctx) -> Result<(), String> {
         }
         // A module loaded again starts afresh, whether or not the library was unloaded.
         *r = Registry::new();
-        SIGNALS.with(|s| s.borrow_mut().clear());
+        // Replaced, not cleared: a cleared Vec keeps its buffer, which an unloaded library
+        // could never free.
+        SIGNALS.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                *s = Vec::new();
+            }
+        });
         Ok(())
     })
 }
