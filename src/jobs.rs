@@ -183,8 +183,6 @@ enum Driver {
         /// pending one) wakes it in case no client does.
         nap: Option<u64>,
     },
-    /// Older servers: a 0 ms timer re-armed after each slice; the id of the pending one.
-    Timer { armed: Option<u64> },
 }
 
 struct Registry {
@@ -227,13 +225,13 @@ thread_local! {
 
 /// Sets up the driver at load time.
 pub fn init(api: &Api) -> Result<(), String> {
-    let driver = if api.has_event_loop() {
-        Driver::EventLoop {
-            wakeup: Wakeup::new(api)?,
-            nap: None,
-        }
-    } else {
-        Driver::Timer { armed: None }
+    // `lib.rs` refuses servers without the event-loop API (Redis 6.x) before this runs.
+    if !api.has_event_loop() {
+        return Err("this server has no event-loop API (Redis 7.0+)".into());
+    }
+    let driver = Driver::EventLoop {
+        wakeup: Wakeup::new(api)?,
+        nap: None,
     };
     REGISTRY.with(|r| r.borrow_mut().driver = Some(driver));
     Ok(())
@@ -249,15 +247,11 @@ pub fn deinit(api: &Api, ctx: Ctx) -> Result<(), String> {
                 r.jobs.len()
             ));
         }
-        match r.driver.take() {
-            Some(Driver::EventLoop { wakeup, nap, .. }) => {
-                if let Some(id) = nap {
-                    api.stop_timer(ctx, id);
-                }
-                wakeup.close(api);
+        if let Some(Driver::EventLoop { wakeup, nap }) = r.driver.take() {
+            if let Some(id) = nap {
+                api.stop_timer(ctx, id);
             }
-            Some(Driver::Timer { armed: Some(id) }) => api.stop_timer(ctx, id),
-            _ => {}
+            wakeup.close(api);
         }
         // A module loaded again starts afresh, whether or not the library was unloaded.
         *r = Registry::new();
@@ -442,7 +436,7 @@ fn launch(
             ending: None,
             coordinator,
         });
-        wake(api, ctx, &mut r);
+        wake(&mut r);
         Ok((id, args.run_async))
     })
 }
@@ -518,25 +512,11 @@ pub fn info_fields() -> Vec<(&'static std::ffi::CStr, i64)> {
 }
 
 /// Makes sure the driver will run soon.
-fn wake(api: &Api, ctx: Ctx, r: &mut Registry) {
+fn wake(r: &mut Registry) {
     match &mut r.driver {
         Some(Driver::EventLoop { wakeup, .. }) => wakeup.set(true),
-        Some(Driver::Timer { armed }) if armed.is_none() => {
-            *armed = Some(api.arm_timer(ctx, on_timer));
-        }
-        _ => {}
+        None => {}
     }
-}
-
-extern "C" fn on_timer(ctx: Ctx, _data: *mut c_void) {
-    REGISTRY.with(|r| {
-        if let Ok(mut r) = r.try_borrow_mut() {
-            if let Some(Driver::Timer { armed }) = &mut r.driver {
-                *armed = None;
-            }
-        }
-    });
-    tick(ctx);
 }
 
 /// Called by the server layer for each server event the module subscribed to.
@@ -618,7 +598,6 @@ fn tick(ctx: Ctx) {
         if api.writes_paused() {
             match &mut r.driver {
                 Some(Driver::EventLoop { wakeup, .. }) => wakeup.set(false),
-                Some(Driver::Timer { .. }) => wake(api, ctx, &mut r),
                 None => {}
             }
             return;
@@ -663,11 +642,6 @@ fn tick(ctx: Ctx) {
 fn pace(api: &Api, ctx: Ctx, r: &mut Registry) -> Option<(Duration, bool)> {
     let settings = config::current();
     let slice = Duration::from_micros(settings.slice_us);
-    if !matches!(r.driver, Some(Driver::EventLoop { .. })) {
-        // Older servers (0 ms timer): no command count to pace by; full slices.
-        wake(api, ctx, r);
-        return Some((slice, false));
-    }
     let Registry {
         driver,
         pacer,

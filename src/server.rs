@@ -648,12 +648,6 @@ impl Api {
         Some(Blocked(bc))
     }
 
-    /// Arms a one-shot timer of 0 ms (the driver on servers without event-loop hooks).
-    pub fn arm_timer(&self, ctx: Ctx, callback: unsafe extern "C" fn(Ctx, *mut c_void)) -> u64 {
-        // SAFETY: `ctx` is live; the callback never unwinds.
-        unsafe { (self.create_timer)(ctx, 0, Some(callback), ptr::null_mut()) }
-    }
-
     /// A timer that fires once, `ms` milliseconds from now (0: at the next loop iteration).
     pub fn arm_timer_in(
         &self,
