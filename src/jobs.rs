@@ -751,6 +751,7 @@ fn run_slice(
         filters: &job.filters,
         user: user.as_ref(),
         deleted: Vec::new(),
+        budget,
     };
     let started = Instant::now();
     let end = job.sweep.run_slice(&mut keyspace, Instant::now);

@@ -11,6 +11,7 @@ use std::os::raw::c_longlong;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use redis_module::raw;
 use sweep_core::args::Ttl;
@@ -124,12 +125,10 @@ pub enum Visit {
 pub enum Delete {
     /// Open, unlink, close and notify key by key.
     PerKey,
-    /// One `UNLINK` call through `RedisModule_Call` for up to [`UNLINK_BATCH`] names.
+    /// One `UNLINK` call through `RedisModule_Call` for a batch of names (up to
+    /// [`sweep_core::sweep::MAX_DELETE_BATCH`], fewer in a short slice).
     UnlinkCall,
 }
-
-/// Names per `UNLINK` call with [`Delete::UnlinkCall`].
-pub const UNLINK_BATCH: usize = 256;
 
 /// The mechanisms of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -855,9 +854,6 @@ struct CommandScan {
     refused: Cell<bool>,
 }
 
-/// The smallest `COUNT` of a `SCAN` call.
-const MIN_SCAN_COUNT: u64 = 16;
-
 /// The share of a hash table a `SCAN` cursor has visited: the cursor's bits reversed, over
 /// 2^64. The servers walk their tables in reverse binary order, so the reversed cursor counts
 /// the buckets done. An estimate (a table that grows or shrinks mid-scan shifts it); exact
@@ -877,7 +873,7 @@ impl Cursor {
 
     /// A cursor that visits keys with `SCAN cursor MATCH pattern COUNT count`.
     pub fn by_command(pattern: &[u8], count: u64) -> Cursor {
-        let count = count.clamp(MIN_SCAN_COUNT, 100_000);
+        let count = count.clamp(sweep_core::sweep::MIN_SCAN_COUNT, 100_000);
         Cursor(
             ptr::null_mut(),
             Some(CommandScan {
@@ -1023,17 +1019,13 @@ impl Slice<'_> {
             return Some(done);
         };
         state.next.set(next);
-        // Calls stay inside a slice: halve COUNT while a call takes more than half of one,
-        // double it back (up to the sweep's COUNT) while calls are quick. Each call costs a
-        // few microseconds besides its keys, so COUNT stays as large as the slice allows.
-        let half = crate::config::current().slice_us / 2;
-        let spent_us = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
-        let step = state.step.get();
-        if spent_us > half {
-            state.step.set((step / 2).max(MIN_SCAN_COUNT));
-        } else if spent_us < half / 4 {
-            state.step.set(step.saturating_mul(2).min(state.count));
-        }
+        // Calls stay inside this slice, however short (a busy server, SPEC §10).
+        state.step.set(sweep_core::sweep::next_scan_count(
+            state.step.get(),
+            state.count,
+            spent,
+            self.budget,
+        ));
         let total = api.db_size(self.ctx) + state.removed.get();
         let reported = state.reported.get();
         let visited = if next == 0 {
@@ -1154,6 +1146,9 @@ pub struct Slice<'a> {
     pub user: Option<&'a User>,
     /// Names deleted in this slice: replicated as one `UNLINK` when the slice ends.
     pub deleted: Vec<KeyName>,
+    /// The slice's time budget: one call into the server (a `SCAN`, an `UNLINK`) takes a
+    /// fraction of it, so that a short slice (a busy server, SPEC §10) stays short.
+    pub budget: Duration,
 }
 
 struct ScanData<'a> {
@@ -1264,7 +1259,7 @@ impl Keyspace for Slice<'_> {
 
     fn batch_size(&self) -> usize {
         if self.batched() {
-            UNLINK_BATCH
+            sweep_core::sweep::delete_batch_for(self.budget)
         } else {
             1
         }
@@ -1695,7 +1690,7 @@ extern "C" fn on_server_event(ctx: Ctx, eid: raw::RedisModuleEvent, sub: u64, da
 /// The CPU time the calling thread (the server's main thread) has used, for the pacer's
 /// measure of the clients' work: unlike the wall clock it does not count the event loop's sleep
 /// or the time the OS runs something else. Zero if the clock cannot be read.
-pub fn thread_cpu_time() -> std::time::Duration {
+pub fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -19,7 +19,7 @@
 //!   slice), never two in a row. `sweep.busy-share 100` always behaves so.
 //! - **Busy**, and a share under 100: the sweeps earn credit at `share` percent of the wall
 //!   time (capped at one full slice, so quiet periods do not bank a burst) and each slice costs
-//!   its duration. A slice runs only when the credit is not negative, so while the clients keep
+//!   its duration and [`SWITCH_PERCENT`] more: what a slice costs the clients after it ends. A slice runs only when the credit is not negative, so while the clients keep
 //!   the server busy the sweeps take about `share` percent of the thread: no more, and no less
 //!   however busy it is (the credit grows with wall time: a sweep finishes on a saturated
 //!   server). These slices are short, `share` percent of a full one (at least
@@ -38,6 +38,13 @@ pub const MIN_BUSY_SLICE: Duration = Duration::from_micros(50);
 pub const ACTIVE_PERCENT: u64 = 3;
 pub const ACTIVE_COMMANDS: u64 = 500;
 pub const ACTIVITY_WINDOW: Duration = Duration::from_millis(100);
+
+/// A slice under load is charged this percentage of its duration on top of it: what it costs
+/// the clients after it ends, whose data it pushed out of the CPU caches. Measured with `make
+/// bench-load` (50 clients, 4 sweeps taking turns): at 20 % of the thread in slices, the
+/// clients lost 21 % of their throughput, so a slice costs them about 1.05 times its length;
+/// 10 % keeps what the sweeps take from the clients within `sweep.busy-share`.
+pub const SWITCH_PERCENT: u64 = 10;
 
 /// What the driver does at this turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +274,9 @@ impl Pacer {
         share: u64,
     ) {
         if shared && share < 100 {
-            self.credit = self.credit.saturating_sub(percent_cus(spent, 100));
+            self.credit = self
+                .credit
+                .saturating_sub(percent_cus(spent, 100 + SWITCH_PERCENT));
         }
         self.last_end = Some(cpu_end);
         self.last_slice = Some(end);
@@ -498,7 +507,8 @@ mod tests {
                 let mut sim = Sim::new(share, load);
                 sim.drive(200_000);
                 let got = sim.drive(2_000_000);
-                let want = share as f64;
+                // Each slice is charged its length and SWITCH_PERCENT more.
+                let want = share as f64 * 100.0 / (100 + SWITCH_PERCENT) as f64;
                 assert!(
                     (got - want).abs() <= (want * 0.05).max(0.3),
                     "load {load}, share {share}: the sweeps took {got:.2}%"
@@ -646,8 +656,9 @@ mod tests {
         let mut sim = Sim::new(20, 0.7);
         assert_eq!(sim.pacer.share_last_second(sim.now), 0);
         sim.drive(2_000_000);
+        // 20 % earned, each slice charged 110 % of its length: 18 % in slices.
         let share = sim.pacer.share_last_second(sim.now);
-        assert!((19..=21).contains(&share), "{share}");
+        assert!((17..=19).contains(&share), "{share}");
         sim.load = 0.0;
         sim.pending = 0.0;
         sim.drive(2_000_000);

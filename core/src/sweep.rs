@@ -177,6 +177,38 @@ pub const OPS_PER_CLOCK_READ: u64 = 8;
 /// Keys visited that cost about as much as one operation.
 const VISITS_PER_OP: u64 = 64;
 
+/// The fewest and the most names one batched deletion (an `UNLINK` call) takes.
+pub const MIN_DELETE_BATCH: usize = 16;
+pub const MAX_DELETE_BATCH: usize = 256;
+
+/// Names per batched deletion in a slice of `budget`: about one per 4 µs of it (a name costs
+/// the server about a microsecond to delete), so that one call stays well inside the slice;
+/// 250 in the default 1 ms slice, 50 in the 200 µs slices of `sweep.busy-share 20` under load.
+pub fn delete_batch_for(budget: Duration) -> usize {
+    let per_budget = usize::try_from(budget.as_micros() / 4).unwrap_or(MAX_DELETE_BATCH);
+    per_budget.clamp(MIN_DELETE_BATCH, MAX_DELETE_BATCH)
+}
+
+/// The smallest `COUNT` of one scan call.
+pub const MIN_SCAN_COUNT: u64 = 16;
+
+/// The `COUNT` of the next scan call, after one with `count` took `spent` in a slice of
+/// `budget`: halved while a call takes more than half the slice, doubled back (up to `most`,
+/// the sweep's `COUNT`) while calls take less than an eighth of it. Each call costs a few
+/// microseconds besides its keys, so `COUNT` stays as large as the slice allows, and a short
+/// slice (a busy server) gets short calls.
+pub fn next_scan_count(count: u64, most: u64, spent: Duration, budget: Duration) -> u64 {
+    let most = most.max(MIN_SCAN_COUNT);
+    let half = budget / 2;
+    if spent > half {
+        (count / 2).clamp(MIN_SCAN_COUNT, most)
+    } else if spent < half / 4 {
+        count.saturating_mul(2).clamp(MIN_SCAN_COUNT, most)
+    } else {
+        count.clamp(MIN_SCAN_COUNT, most)
+    }
+}
+
 /// One sweep over one database.
 pub struct Sweep<N> {
     pattern: PatternSet,
@@ -322,6 +354,57 @@ impl<N> Sweep<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delete_batches_fit_the_slice() {
+        assert_eq!(delete_batch_for(Duration::from_millis(1)), 250);
+        assert_eq!(delete_batch_for(Duration::from_micros(200)), 50);
+        assert_eq!(
+            delete_batch_for(Duration::from_micros(10)),
+            MIN_DELETE_BATCH
+        );
+        assert_eq!(delete_batch_for(Duration::from_secs(5)), MAX_DELETE_BATCH);
+        assert_eq!(delete_batch_for(Duration::MAX), MAX_DELETE_BATCH);
+        assert_eq!(delete_batch_for(Duration::ZERO), MIN_DELETE_BATCH);
+    }
+
+    #[test]
+    fn scan_count_follows_the_slice_budget() {
+        let us = Duration::from_micros;
+        // A call over half the slice halves COUNT; under an eighth doubles it back.
+        assert_eq!(next_scan_count(1000, 1000, us(150), us(200)), 500);
+        assert_eq!(next_scan_count(500, 1000, us(10), us(200)), 1000);
+        assert_eq!(next_scan_count(500, 1000, us(60), us(200)), 500);
+        // The same call is quick in a full slice: a short slice is what shortens it.
+        assert_eq!(next_scan_count(1000, 1000, us(150), us(1000)), 1000);
+        // Never under the floor, never over the sweep's COUNT.
+        assert_eq!(next_scan_count(16, 1000, us(900), us(200)), MIN_SCAN_COUNT);
+        assert_eq!(next_scan_count(800, 1000, us(1), us(1000)), 1000);
+        assert_eq!(
+            next_scan_count(u64::MAX, u64::MAX, us(0), us(1000)),
+            u64::MAX
+        );
+        assert_eq!(next_scan_count(0, 0, us(0), Duration::ZERO), MIN_SCAN_COUNT);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scan_count_stays_in_range(
+            count in 0u64..2_000_000,
+            most in 0u64..2_000_000,
+            spent in 0u64..10_000,
+            budget in 0u64..10_000,
+        ) {
+            let next = next_scan_count(
+                count,
+                most,
+                Duration::from_micros(spent),
+                Duration::from_micros(budget),
+            );
+            proptest::prop_assert!(next >= MIN_SCAN_COUNT);
+            proptest::prop_assert!(next <= most.max(MIN_SCAN_COUNT));
+        }
+    }
     use crate::glob::Pattern;
     use std::cell::Cell;
     use std::collections::BTreeMap;
