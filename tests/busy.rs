@@ -1,6 +1,6 @@
 //! Background priority (SPEC §10, `sweep.busy-share`): a sweep finishes while clients hammer the
-//! server without pause, takes the whole thread when nobody else is there, and follows a change
-//! of the share while it runs. The pacing needs the event-loop driver (Redis 7.0+); on older
+//! server without pause, takes the whole thread when nobody else is there (or one client sending
+//! one request at a time), and follows a change of the share while it runs. The pacing needs the event-loop driver (Redis 7.0+); on older
 //! servers the tests that need it skip themselves.
 //!
 //! Nothing here is timed against a clock: the sweeps alone at the default share are compared
@@ -126,6 +126,54 @@ fn a_sweep_finishes_while_clients_hammer_the_server() {
         assert!(
             d("busy_shared_us") > 0,
             "no slice shared the thread with the clients: {before:?} -> {after:?}"
+        );
+    }
+}
+
+#[test]
+fn one_client_in_a_tight_loop_does_not_pace_the_sweep() {
+    // A prober sending PING after PING, one at a time (as `make bench` does): it waits at most
+    // a slice each time, and the sweep keeps the whole thread. Served at once, it would send
+    // ten times as many requests, so counting its requests or its CPU time alone would keep
+    // the pacing on by itself; one request at a time is never a crowd.
+    let server = Server::start();
+    let mut con = server.conn();
+    con.set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    populate(&mut con, 200_000, "m");
+    populate(&mut con, 200_000, "o");
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let mut con = server.conn();
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut pings = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                redis::cmd("PING").query::<String>(&mut con).unwrap();
+                pings += 1;
+            }
+            pings
+        })
+    };
+    // The prober is under way.
+    thread::sleep(Duration::from_millis(200));
+    let before = sweep_info(&mut con);
+    let reply = clear(&mut con, &[b"m:*"]).unwrap();
+    let after = sweep_info(&mut con);
+    stop.store(true, Ordering::Relaxed);
+    let pings = prober.join().unwrap();
+    assert_eq!(reply["deleted"], 200_000, "{reply:?}");
+    assert!(pings > 0);
+    if paced(&server) {
+        let d = |k: &str| after[k] - before[k];
+        assert!(
+            d("turns_waited") > 0,
+            "the prober never got a turn: {before:?} -> {after:?}"
+        );
+        assert_eq!(
+            d("busy_shared_us"),
+            0,
+            "a lone client paced the sweep: {before:?} -> {after:?}"
         );
     }
 }

@@ -9,10 +9,14 @@
 //! - **Clients keep the server busy** when, over the last [`ACTIVITY_WINDOW`], the iterations
 //!   in which they ran commands took at least [`ACTIVE_PERCENT`] of it in CPU time outside the
 //!   slices (CPU time, so that neither the poll's sleep nor the OS running something else
-//!   counts), or they ran at least [`ACTIVE_COMMANDS`] commands. A client polling
-//!   `SWEEP.STATUS`, or one client sending requests in a tight loop (it gets one or two in per
-//!   slice: at most about 2,000 a second and a percent or two of the CPU), stays below both;
-//!   fifty `redis-benchmark` clients are far above, even while full slices hold them back.
+//!   counts), or they ran at least [`ACTIVE_COMMANDS`] commands; and in at least
+//!   [`ACTIVE_CROWDED_TURNS`] of its turns more than one command had come in since the turn
+//!   before (more than one client waiting, or one that pipelines). A client polling
+//!   `SWEEP.STATUS` stays below all of these. One client sending requests one at a time in a
+//!   tight loop never has more than one waiting: left alone it gets one in per slice (about
+//!   1,000 a second, a percent or two of the CPU); paced, it would be served at once and send
+//!   ten times as many, which would keep the pacing on by itself. Fifty `redis-benchmark`
+//!   clients are far above all three, even while full slices hold them back.
 //! - **Not busy**: the driver as it was before the share existed: full slices
 //!   (`sweep.slice-us`) back to back, except that when commands ran since the last turn, one
 //!   turn is left to them (their replies, written after the hook, go out before the next
@@ -37,6 +41,9 @@ pub const MIN_BUSY_SLICE: Duration = Duration::from_micros(50);
 /// [`ACTIVITY_WINDOW`] in CPU time, or ran this many commands in it (5,000 a second).
 pub const ACTIVE_PERCENT: u64 = 3;
 pub const ACTIVE_COMMANDS: u64 = 500;
+/// ... and in at least this many turns of the window, more than one command had come in since
+/// the turn before (50 a second: after every slice while many clients wait).
+pub const ACTIVE_CROWDED_TURNS: u64 = 5;
 pub const ACTIVITY_WINDOW: Duration = Duration::from_millis(100);
 
 /// A slice under load is charged this percentage of its duration on top of it: what it costs
@@ -127,6 +134,8 @@ pub struct Pacer {
     /// [`ACTIVITY_WINDOW`].
     clients: Window,
     commands: Window,
+    /// Turns before which more than one command had come in, over [`ACTIVITY_WINDOW`].
+    crowded: Window,
     /// The time the windows count from: the first turn.
     origin: Option<Instant>,
 }
@@ -162,6 +171,7 @@ impl Pacer {
             busy: Window::new(Duration::from_secs(1)),
             clients: Window::new(ACTIVITY_WINDOW),
             commands: Window::new(ACTIVITY_WINDOW),
+            crowded: Window::new(ACTIVITY_WINDOW),
             origin: None,
         }
     }
@@ -183,8 +193,11 @@ impl Pacer {
         // Against the whole window, also in the first 100 ms: a first request is not a load.
         let (us, _) = self.clients.sum(origin, now);
         let (commands, _) = self.commands.sum(origin, now);
-        u128::from(us) * 100 >= ACTIVITY_WINDOW.as_micros() * u128::from(ACTIVE_PERCENT)
-            || commands >= ACTIVE_COMMANDS
+        let (crowded, _) = self.crowded.sum(origin, now);
+        let working = u128::from(us) * 100
+            >= ACTIVITY_WINDOW.as_micros() * u128::from(ACTIVE_PERCENT)
+            || commands >= ACTIVE_COMMANDS;
+        working && crowded >= ACTIVE_CROWDED_TURNS
     }
 
     /// Decides this turn. `cpu`: reads the main thread's CPU time (any fixed origin), called
@@ -209,8 +222,11 @@ impl Pacer {
         // After a pause in the turns (no sweep ran), what happened meanwhile is not known
         // to have happened recently: it does not count.
         if elapsed <= ACTIVITY_WINDOW {
-            self.commands
-                .add(origin, now, commands.wrapping_sub(self.at_turn));
+            let came = commands.wrapping_sub(self.at_turn);
+            self.commands.add(origin, now, came);
+            if came > 1 {
+                self.crowded.add(origin, now, 1);
+            }
         }
         self.at_turn = commands;
         let busy = self.clients_busy(now);
@@ -493,6 +509,33 @@ mod tests {
             }
         }
         assert!(sliced > 970_000, "{sliced}");
+    }
+
+    #[test]
+    fn one_client_one_request_at_a_time_never_makes_the_server_busy() {
+        // However much CPU and however many commands a lone client's requests take, one at a
+        // time (here 40 µs each, served at once: 25,000 a second, as if it were already paced),
+        // it never has two waiting: the sweeps keep full slices.
+        let mut sim = Sim::new(20, 0.0);
+        for _ in 0..20_000 {
+            sim.commands += 1;
+            sim.advance(40);
+            if let Turn::Run { shared, .. } = sim.turn() {
+                assert!(!shared);
+                // A short slice, so that the client's requests dominate the thread.
+                sim.ran(Duration::from_micros(5), shared);
+            }
+        }
+        assert!(!sim.pacer.clients_busy(sim.now));
+        // Two such clients (two requests between turns) are a crowd.
+        for _ in 0..20_000 {
+            sim.commands += 2;
+            sim.advance(80);
+            if let Turn::Run { shared, .. } = sim.turn() {
+                sim.ran(Duration::from_micros(5), shared);
+            }
+        }
+        assert!(sim.pacer.clients_busy(sim.now));
     }
 
     #[test]
