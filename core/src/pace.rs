@@ -23,8 +23,9 @@
 //!   slice), never two in a row. `sweep.busy-share 100` always behaves so.
 //! - **Busy**, and a share under 100: the sweeps earn credit at `share` percent of the wall
 //!   time (capped at one full slice, so quiet periods do not bank a burst) and each slice costs
-//!   its duration and [`SWITCH_PERCENT`] more: what a slice costs the clients after it ends. A slice runs only when the credit is not negative, so while the clients keep
-//!   the server busy the sweeps take about `share` percent of the thread: no more, and no less
+//!   its duration and [`SWITCH_PERCENT`] more: what a slice costs the clients after it ends.
+//!   A slice runs only when the credit is not negative, so while the clients keep the server
+//!   busy the sweeps take a little under `share` percent of the thread: no more, and no less
 //!   however busy it is (the credit grows with wall time: a sweep finishes on a saturated
 //!   server). These slices are short, `share` percent of a full one (at least
 //!   [`MIN_BUSY_SLICE`]), so a client caught behind one waits little; when client iterations
