@@ -15,18 +15,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod util;
 
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, ClusterOptions};
 use redis::Value;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
+use util::env_usize;
 
 fn keys(prefix: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)

@@ -20,33 +20,12 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod util;
 
 use std::time::{Duration, Instant};
 
 use common::{Server, ServerOptions};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-/// The server's CPU time so far (user + system), from /proc/PID/stat.
-fn server_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / hz)
-}
+use util::{env_usize, server_cpu};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -96,6 +75,31 @@ fn fields(v: &redis::Value) -> std::collections::BTreeMap<String, i64> {
     common::reply::fields(v)
 }
 
+/// A client's `SCAN cursor MATCH PATTERN COUNT 1000` loop over the whole keyspace; with
+/// `unlink`, each call's names go in one `UNLINK`. The keys it found (or unlinked).
+fn scan_loop(con: &mut redis::Connection, unlink: bool) -> usize {
+    let mut cursor = 0u64;
+    let mut n = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(PATTERN)
+            .arg("COUNT")
+            .arg(1000)
+            .query(con)
+            .unwrap();
+        n += match (unlink, keys.is_empty()) {
+            (true, false) => redis::cmd("UNLINK").arg(&keys).query::<usize>(con).unwrap(),
+            _ => keys.len(),
+        };
+        cursor = next;
+        if cursor == 0 {
+            return n;
+        }
+    }
+}
+
 /// One measurement on a fresh server: (server CPU, wall time).
 fn measure(op: Op, n_match: usize, n_other: usize, n_dense: usize) -> (Duration, Duration) {
     let server = Server::start_with(ServerOptions::default());
@@ -121,51 +125,12 @@ fn measure(op: Op, n_match: usize, n_other: usize, n_dense: usize) -> (Duration,
             assert!(f["scanned"] as usize >= matching + other, "{f:?}");
             f["matched"] as usize
         }
-        Op::SparseScan => {
-            let mut cursor = 0u64;
-            let mut n = 0;
-            loop {
-                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(PATTERN)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut con)
-                    .unwrap();
-                n += keys.len();
-                cursor = next;
-                if cursor == 0 {
-                    break n;
-                }
-            }
-        }
+        Op::SparseScan => scan_loop(&mut con, false),
         Op::SparseKeys => {
             let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(PATTERN).query(&mut con).unwrap();
             keys.len()
         }
-        Op::DenseScan => {
-            let mut cursor = 0u64;
-            let mut n = 0;
-            loop {
-                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(PATTERN)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut con)
-                    .unwrap();
-                if !keys.is_empty() {
-                    let unlinked: usize = redis::cmd("UNLINK").arg(&keys).query(&mut con).unwrap();
-                    n += unlinked;
-                }
-                cursor = next;
-                if cursor == 0 {
-                    break n;
-                }
-            }
-        }
+        Op::DenseScan => scan_loop(&mut con, true),
         Op::DenseSweep => {
             let v: redis::Value = redis::cmd("SWEEP.CLEAR")
                 .arg(PATTERN)

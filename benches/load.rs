@@ -37,6 +37,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod util;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -47,23 +48,10 @@ use std::time::{Duration, Instant};
 use common::ops::job;
 use common::Server;
 use redis::Value;
+use util::{env_f64, env_usize};
 
 const MATCH_PREFIX: &str = "image_proxy";
 const OTHER_PREFIX: &str = "session";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Config {
     runs: usize,
